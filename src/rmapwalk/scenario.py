@@ -1,0 +1,275 @@
+"""Scenario files: the one reader of ``data/scenarios/*.yaml``.
+
+A scenario describes a memory-management history step by step (see SCENARIOS.md in the
+shared material).  Both the simulator and the VM replayer execute the objects this module
+returns; neither reads YAML itself.  Validation is static: every step is checked for known
+kind, required fields and types, known regions and page ranges before anything runs, and
+a problem is reported as one line naming the file, the step number (1-based, as a person
+counts), the YAML line and what was expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+PROTS = ("r", "rw", "none")
+BACKINGS = ("anon", "file")
+DEFAULT_MAX_PAGE_SHARING = 256  # mm/ksm.c: ksm_max_page_sharing = 256
+
+# Where regions live: part of the contract between the two executions.  Region k (the k-th
+# region created, by ``mmap`` or as an ``mremap`` target, counting from 0) is placed at
+# REGION_BASE + k * REGION_STRIDE (the replayer uses MAP_FIXED_NOREPLACE / MREMAP_FIXED).
+# Anonymous vm_pgoff is the address >> PAGE_SHIFT (mm/mmap.c do_mmap), and the naive query
+# uses addresses too, so both sides must use the same addresses; regions 1 TiB apart never
+# touch, so no VMA merge happens across regions.
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+REGION_BASE = 0x100000000000    # 16 TiB
+REGION_STRIDE = 0x10000000000   # 1 TiB
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be executed; ``str()`` is the one-line message for the user."""
+
+    def __init__(self, path: str, step: int | None, message: str, line: int | None = None):
+        self.path, self.step, self.line, self.message = path, step, line, message
+        where = path
+        if line is not None:
+            where += f":{line}"
+        if step is not None:
+            where += f": step {step}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One step: ``kind`` is the step name (``mmap``, ``fill``, ...); ``args`` its fields."""
+
+    index: int  # 1-based position in ``steps``
+    kind: str
+    args: dict[str, Any]
+    proc: int = 0
+    line: int | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.args[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.args.get(key, default)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    steps: tuple[Step, ...]
+    max_page_sharing: int = DEFAULT_MAX_PAGE_SHARING
+    path: str = "<string>"
+    sha256: str = ""
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def region_addresses(self) -> dict[str, int]:
+        """Region name -> its fixed start address (see REGION_BASE)."""
+        return {name: REGION_BASE + k * REGION_STRIDE for k, name in enumerate(self.regions)}
+
+    @property
+    def regions(self) -> dict[str, int]:
+        """Region name -> pages as mapped (mmap) or as created (mremap ``to``)."""
+        out: dict[str, int] = {}
+        for s in self.steps:
+            if s.kind == "mmap":
+                out[s["region"]] = s["pages"]
+            elif s.kind == "mremap":
+                out[s["to"]] = s["pages"]
+        return out
+
+
+# field name -> (type checker description, required)
+_INT = ("a non-negative integer", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+_POS = ("a positive integer", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0)
+_STR = ("a region name (string)", lambda v: isinstance(v, str) and v != "")
+_BYTE = ("a byte value 0..255", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255)
+_BOOL = ("true or false", lambda v: isinstance(v, bool))
+_PROT = (f"one of {', '.join(PROTS)}", lambda v: v in PROTS)
+_BACK = (f"one of {', '.join(BACKINGS)}", lambda v: v in BACKINGS)
+_PAGES = ("a list of page numbers or 'all'",
+          lambda v: v == "all" or (isinstance(v, list) and len(v) > 0
+                                   and all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in v)))
+
+STEP_FIELDS: dict[str, dict[str, tuple[tuple, bool]]] = {
+    "mmap": {"region": (_STR, True), "pages": (_POS, True), "backing": (_BACK, False)},
+    "fill": {"region": (_STR, True), "byte": (_BYTE, False), "unique": (_BOOL, False),
+             "start": (_INT, False), "pages": (_POS, False)},
+    "mprotect": {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True),
+                 "stride": (_POS, False), "prot": (_PROT, True)},
+    "mergeable": {"region": (_STR, True)},
+    "ksm_merge": {"full_scans": (_POS, True)},
+    "fork": {"children": (_POS, True)},
+    "mremap": {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True), "to": (_STR, True)},
+    "munmap": {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True)},
+    "migrate": {"region": (_STR, True), "pages": (_PAGES, True)},
+    "idle": {"region": (_STR, True), "pages": (_PAGES, True)},
+}
+
+
+def _step_lines(text: str) -> list[int | None]:
+    """YAML line (1-based) of each item of ``steps``, for error messages."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if getattr(key, "value", None) == "steps" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def loads(text: str, path: str = "<string>") -> Scenario:
+    """Parse and validate scenario text; raise ScenarioError naming what is wrong."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ScenarioError(path, None, f"not valid YAML: {getattr(e, 'problem', e)}",
+                            line=mark.line + 1 if mark else None) from None
+    if not isinstance(doc, dict):
+        raise ScenarioError(path, None, "expected a mapping with keys name, description, steps")
+    unknown = set(doc) - {"name", "description", "ksm", "steps", "params"}
+    if unknown:
+        raise ScenarioError(path, None, f"unknown top-level key(s) {sorted(unknown)}; "
+                            "expected name, description, ksm, steps, params")
+    name = doc.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ScenarioError(path, None, f"'name' must match [a-z0-9-]+, got {name!r}")
+    desc = doc.get("description")
+    if not isinstance(desc, str) or not desc.strip():
+        raise ScenarioError(path, None, "'description' is required: one paragraph for the book")
+    ksm = doc.get("ksm") or {}
+    if not isinstance(ksm, dict) or set(ksm) - {"max_page_sharing"}:
+        raise ScenarioError(path, None, "'ksm' may only hold max_page_sharing")
+    mps = ksm.get("max_page_sharing", DEFAULT_MAX_PAGE_SHARING)
+    if not (isinstance(mps, int) and not isinstance(mps, bool) and mps >= 2):
+        # mm/ksm.c max_page_sharing_store(): knob < 2 is -EINVAL
+        raise ScenarioError(path, None, f"ksm.max_page_sharing must be an integer >= 2, got {mps!r}")
+    params = doc.get("params") or {}
+    if not isinstance(params, dict):
+        raise ScenarioError(path, None, "'params' must be a mapping")
+    raw_steps = doc.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise ScenarioError(path, None, "'steps' must be a non-empty list")
+    lines = _step_lines(text)
+    steps = []
+    regions: dict[str, int] = {}
+    nprocs = 1
+    for i, raw in enumerate(raw_steps, start=1):
+        line = lines[i - 1] if i - 1 < len(lines) else None
+        step = _parse_step(path, i, line, raw, regions, nprocs)
+        if step.kind == "fork":
+            nprocs += step["children"]
+        steps.append(step)
+    return Scenario(name=name, description=" ".join(desc.split()), steps=tuple(steps),
+                    max_page_sharing=mps, path=path,
+                    sha256=hashlib.sha256(text.encode()).hexdigest(), params=params)
+
+
+def _parse_step(path, i, line, raw, regions, nprocs) -> Step:
+    def fail(msg):
+        raise ScenarioError(path, i, msg, line=line)
+
+    if not isinstance(raw, dict) or len(raw) != 1:
+        fail(f"expected one step as '- KIND: {{fields}}' with KIND one of {', '.join(STEP_FIELDS)}")
+    (kind, fields), = raw.items()
+    if kind not in STEP_FIELDS:
+        fail(f"unknown step {kind!r}; expected one of {', '.join(STEP_FIELDS)}")
+    if fields is None:
+        fields = {}
+    if not isinstance(fields, dict):
+        fail(f"{kind}: expected a mapping of fields, got {type(fields).__name__}")
+    fields = dict(fields)
+    proc = fields.pop("proc", 0)
+    if not (isinstance(proc, int) and not isinstance(proc, bool) and 0 <= proc < nprocs):
+        fail(f"{kind}: 'proc' must be 0..{nprocs - 1} (processes existing at this step), got {proc!r}")
+    spec = STEP_FIELDS[kind]
+    for key in fields:
+        if key not in spec:
+            fail(f"{kind}: unknown field {key!r}; expected {', '.join(spec)} (and proc)")
+    for key, ((what, ok), required) in spec.items():
+        if key not in fields:
+            if required:
+                fail(f"{kind}: missing field {key!r} ({what})")
+            continue
+        if not ok(fields[key]):
+            fail(f"{kind}: field {key!r} must be {what}, got {fields[key]!r}")
+    if kind == "fill" and ("byte" in fields) == bool(fields.get("unique", False)):
+        fail("fill: give exactly one of 'byte: N' or 'unique: true'")
+    if kind == "mmap":
+        if fields["region"] in regions:
+            fail(f"mmap: region {fields['region']!r} already exists")
+        regions[fields["region"]] = fields["pages"]
+        fields.setdefault("backing", "anon")
+        return Step(i, kind, fields, proc, line)
+    if "region" in fields:
+        region = fields["region"]
+        if region not in regions:
+            known = ", ".join(sorted(regions)) or "none yet"
+            fail(f"{kind}: unknown region {region!r} (regions so far: {known})")
+        size = regions[region]
+        start = fields.get("start", 0)
+        npages = fields.get("pages") if isinstance(fields.get("pages"), int) else None
+        if kind == "fill" and npages is None:
+            npages = size - start
+        if start >= size:
+            fail(f"{kind}: start {start} out of range for region {region!r} of {size} pages")
+        if npages is not None and start + npages > size:
+            fail(f"{kind}: pages [{start}, {start + npages}) out of range for region {region!r} "
+                 f"of {size} pages")
+        if isinstance(fields.get("pages"), list):
+            bad = [p for p in fields["pages"] if p >= size]
+            if bad:
+                fail(f"{kind}: page {bad[0]} out of range for region {region!r} of {size} pages")
+    if kind == "fill":
+        fields.setdefault("start", 0)
+        fields.setdefault("pages", regions[fields["region"]] - fields["start"])
+        fields.setdefault("unique", False)
+    if kind == "mprotect":
+        fields.setdefault("stride", 0)
+        if fields["stride"] and fields["stride"] < fields["pages"]:
+            fail(f"mprotect: stride {fields['stride']} must be >= pages {fields['pages']}")
+    if kind == "mremap":
+        if fields["to"] in regions:
+            fail(f"mremap: target region {fields['to']!r} already exists")
+        regions[fields["to"]] = fields["pages"]
+    return Step(i, kind, fields, proc, line)
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate a scenario file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ScenarioError(str(p), None, f"cannot read: {e.strerror}") from None
+    return loads(text, str(p))
+
+
+def mprotect_ranges(step: Step, region_pages: int) -> list[tuple[int, int]]:
+    """The [start, end) page ranges an ``mprotect`` step changes: start + k*stride for every k
+    that fits entirely in the region (SCENARIOS.md)."""
+    start, pages, stride = step["start"], step["pages"], step["stride"]
+    if not stride:
+        return [(start, start + pages)]
+    return [(s, s + pages) for s in range(start, region_pages - pages + 1, stride)]
+
+
+def page_list(step: Step, region_pages: int) -> list[int]:
+    pages = step["pages"]
+    return list(range(region_pages)) if pages == "all" else list(pages)
