@@ -1,0 +1,155 @@
+"""Compile a validated scenario into the replayer's program: the VM side of SCENARIOS.md.
+
+The C replayer (``replayer/replayer.c``) runs inside the guest and must not parse YAML, so
+this module turns a :class:`rmapwalk.scenario.Scenario` into a small line-based text that the
+replayer reads with ``sscanf``.  The program is the exact list of system calls to make; the
+replayer adds nothing of its own.
+
+Format (version 1), one record per line, fields separated by one space, ``#`` starts a
+comment line::
+
+    rmapwalk-program 1
+    scenario NAME
+    procs P                          # processes the scenario creates (0 .. P-1)
+    parent ID PARENT                 # for ID 1..P-1: which process forks it
+    nodes 2                          # NUMA nodes; migrate moves a page to (node + 1) % nodes
+    ksm MAX_PAGE_SHARING PAGES_TO_SCAN TIMEOUT_S
+    region RID NAME PAGES BASE BACKING   # NAME percent-encoded, BASE hex, BACKING anon|file
+    step INDEX PROC KIND             # a scenario step (1-based INDEX); ops follow
+    OP ...                           # ops of the step, run in order by process PROC
+    end
+
+Ops (RID is a region number, pages are indexes into the region as it was mapped):
+
+=====================================  ===================================================
+``mmap RID``                           mmap of the region at BASE (MAP_FIXED_NOREPLACE)
+``fill RID START PAGES BYTE``          write pages; BYTE 0..255, or ``-1``: unique pages
+``mprotect RID START PAGES PROT``      one range; PROT ``r``, ``rw`` or ``none``
+``mergeable RID HOLES``                madvise(MADV_MERGEABLE) on the whole region;
+                                       HOLES=1: the region has unmapped holes, so the
+                                       kernel's ENOMEM (advice applied around them) is
+                                       expected
+``ksm_merge FULL_SCANS``               run ksmd until full_scans grew by FULL_SCANS, stop
+``fork FIRST COUNT``                   fork COUNT children, ids FIRST .. FIRST+COUNT-1
+``mremap RID START PAGES TO_RID``      mremap(MAYMOVE|FIXED) of the range to TO_RID's BASE
+``munmap RID START PAGES``             munmap of the range
+``migrate RID PAGE``                   move_pages(MPOL_MF_MOVE_ALL) of one page
+``idle RID PAGE``                      set the page's bit in page_idle/bitmap
+=====================================  ===================================================
+
+Every region gets a fixed address far from every other mapping (``BASE``), so no scenario
+VMA is ever adjacent to another one: the kernel's ``find_mergeable_anon_vma()`` (mm/mmap.c)
+can then never hand a region a neighbour's anon_vma, which keeps each region's anon_vma as
+the scenario describes it.  The markers the replayer writes to ``trace_marker`` are
+documented in :mod:`rmapwalk.measure.trace`.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote, unquote
+
+from rmapwalk.scenario import Scenario, ScenarioError, mprotect_ranges, page_list
+
+VERSION = 1
+PAGE_SIZE = 4096
+REGION_BASE = 0x1000_0000_0000        # 16 TiB: above anything the loader or malloc uses
+REGION_STRIDE = 0x10_0000_0000        # 64 GiB between region bases
+MAX_REGIONS = (0x7000_0000_0000 - REGION_BASE) // REGION_STRIDE
+NODES = 2
+PAGES_TO_SCAN = 100_000
+KSM_TIMEOUT_S = 120
+
+
+def encode_name(name: str) -> str:
+    """Region names go into the program and the trace markers percent-encoded (no spaces)."""
+    return quote(name, safe="")
+
+
+def decode_name(token: str) -> str:
+    return unquote(token)
+
+
+def region_ids(scenario: Scenario) -> dict[str, int]:
+    """Region name -> region number, in order of creation (mmap or mremap ``to``)."""
+    return {name: rid for rid, name in enumerate(scenario.regions)}
+
+
+def process_parents(scenario: Scenario) -> dict[int, int]:
+    """Process id -> id of the process that forked it (SCENARIOS.md: children numbered in
+    creation order)."""
+    parents: dict[int, int] = {}
+    nprocs = 1
+    for s in scenario.steps:
+        if s.kind == "fork":
+            for _ in range(s["children"]):
+                parents[nprocs] = s.proc
+                nprocs += 1
+    return parents
+
+
+def compile_program(scenario: Scenario) -> str:
+    """The replayer program for ``scenario`` (see the module docstring for the format)."""
+    rids = region_ids(scenario)
+    if len(rids) > MAX_REGIONS:
+        raise ScenarioError(scenario.path, None,
+                            f"{len(rids)} regions; the replayer lays out at most {MAX_REGIONS}")
+    sizes = scenario.regions
+    parents = process_parents(scenario)
+    nprocs = 1 + len(parents)
+    backing: dict[str, str] = {}
+    lines = [f"rmapwalk-program {VERSION}", f"scenario {scenario.name}", f"procs {nprocs}"]
+    lines += [f"parent {child} {parent}" for child, parent in sorted(parents.items())]
+    lines.append(f"nodes {NODES}")
+    lines.append(f"ksm {scenario.max_page_sharing} {PAGES_TO_SCAN} {KSM_TIMEOUT_S}")
+    for s in scenario.steps:
+        if s.kind == "mmap":
+            backing[s["region"]] = s.get("backing", "anon")
+        elif s.kind == "mremap":
+            backing[s["to"]] = backing[s["region"]]
+    for name, rid in rids.items():
+        if sizes[name] * PAGE_SIZE > REGION_STRIDE:
+            raise ScenarioError(scenario.path, None,
+                                f"region {name!r} of {sizes[name]} pages exceeds the replayer's "
+                                f"{REGION_STRIDE // PAGE_SIZE} pages per region")
+        lines.append(f"region {rid} {encode_name(name)} {sizes[name]} "
+                     f"{REGION_BASE + rid * REGION_STRIDE:#x} {backing[name]}")
+
+    holes: set[tuple[int, str]] = set()     # (proc, region) with unmapped ranges
+    next_child = 1
+    for s in scenario.steps:
+        lines.append(f"step {s.index} {s.proc} {s.kind}")
+        region = s.get("region")
+        rid = rids.get(region) if region is not None else None
+        if s.kind == "mmap":
+            lines.append(f"mmap {rid}")
+        elif s.kind == "fill":
+            byte = -1 if s["unique"] else s["byte"]
+            lines.append(f"fill {rid} {s['start']} {s['pages']} {byte}")
+        elif s.kind == "mprotect":
+            for start, end in mprotect_ranges(s, sizes[region]):
+                lines.append(f"mprotect {rid} {start} {end - start} {s['prot']}")
+        elif s.kind == "mergeable":
+            lines.append(f"mergeable {rid} {int((s.proc, region) in holes)}")
+        elif s.kind == "ksm_merge":
+            lines.append(f"ksm_merge {s['full_scans']}")
+        elif s.kind == "fork":
+            first = next_child
+            next_child += s["children"]
+            for child in range(first, next_child):
+                holes |= {(child, r) for p, r in holes if p == s.proc}
+            lines.append(f"fork {first} {s['children']}")
+        elif s.kind == "mremap":
+            lines.append(f"mremap {rid} {s['start']} {s['pages']} {rids[s['to']]}")
+            holes.add((s.proc, region))
+            if s["pages"] != sizes[s["to"]]:
+                raise AssertionError("scenario.regions and mremap disagree")
+        elif s.kind == "munmap":
+            lines.append(f"munmap {rid} {s['start']} {s['pages']}")
+            holes.add((s.proc, region))
+        elif s.kind in ("migrate", "idle"):
+            for page in page_list(s, sizes[region]):
+                lines.append(f"{s.kind} {rid} {page}")
+        else:  # scenario.STEP_FIELDS and this function must list the same kinds
+            raise ScenarioError(scenario.path, s.index, f"the replayer has no op for {s.kind!r}",
+                                line=s.line)
+    lines.append("end")
+    return "\n".join(lines) + "\n"
