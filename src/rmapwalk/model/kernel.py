@@ -1,0 +1,213 @@
+"""The model kernel: processes, KSM and files, with the system calls a scenario makes.
+
+This is the model's front door.  Its methods stand for system calls and faults (mmap, a write
+to a page, mprotect, madvise(MADV_MERGEABLE), fork, mremap, munmap, move_pages, a write to
+/sys/kernel/mm/page_idle/bitmap) and for letting ksmd run; each rmap walk they cause is
+appended to :attr:`Kernel.trace` the way the rmap_walk tracepoint records it on a real kernel
+(mm/rmap.c ``rmap_walk``).  ``strategy`` picks the query of ``rmap_walk_ksm``, i.e. which
+kernel is modelled: ``baseline`` (6.12), ``naive`` (v1-v3) or ``pgoff`` (v4).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+from . import mm as mmops
+from .ksm import STRATEGIES, Ksm, rmap_walk_ksm
+from .rmap import (AddressSpace, Folio, RmapWalkControl, RmapWalkStats, anon_vma_prepare,
+                   rmap_walk_anon, rmap_walk_file)
+
+PAGE_SIZE = mmops.PAGE_SIZE
+# mm/migrate.c: migrate_pages_sync() tries NR_MAX_MIGRATE_ASYNC_RETRY passes in async mode,
+# then NR_MAX_MIGRATE_SYNC_RETRY in sync mode; every failed unmap is undone by a
+# remove_migration_ptes() walk (migrate_folio_undo_src).
+NR_MAX_MIGRATE_ASYNC_RETRY = 3
+NR_MAX_MIGRATE_SYNC_RETRY = 7
+
+
+class ModelError(RuntimeError):
+    """A system call the real kernel would refuse (or a SIGSEGV)."""
+
+
+@dataclasses.dataclass
+class WalkRecord:
+    """One rmap walk, as the tracepoint sees it, plus what only the model can know."""
+
+    page_type: str
+    reason: str
+    iterations: int
+    skip_addr: int
+    skip_mm: int
+    rmap_one: int
+    missed: int
+    touched: int
+
+
+class Kernel:
+    def __init__(self, strategy: str = "baseline", max_page_sharing: int = 256,
+                 fast: bool = True):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        self.strategy = strategy
+        self.fast = fast
+        self.ksm = Ksm(max_page_sharing)
+        self.procs: list[mmops.MmStruct] = [mmops.MmStruct()]
+        self.files: dict[str, AddressSpace] = {}
+        self.trace: list[WalkRecord] = []
+        self._contents = itertools.count(1)
+        self.generation = 0          # bumped by every change of state (walk memo key)
+        self._memo: dict = {}
+
+    # --- memory ----------------------------------------------------------------------
+    def mmap(self, proc: int, addr: int, pages: int, file: str | None = None):
+        self.generation += 1
+        mapping = None
+        if file is not None:
+            mapping = self.files.setdefault(file, AddressSpace(file))
+        return mmops.do_mmap(self.procs[proc], addr, pages, file=mapping)
+
+    def unique_content(self):
+        return ("unique", next(self._contents))
+
+    def write(self, proc: int, addr: int, content) -> None:
+        """A store to the page at ``addr`` (handle_mm_fault with FAULT_FLAG_WRITE)."""
+        self.generation += 1
+        mm = self.procs[proc]
+        vma = mm.find_vma(addr)
+        if vma is None:
+            raise ModelError(f"write to unmapped address {addr:#x} (SIGSEGV)")
+        if not vma.vm_flags & mmops.VM_WRITE:
+            raise ModelError(f"write to read-only page {addr:#x} (SIGSEGV)")
+        index = vma.linear_page_index(addr)
+        if vma.vm_file is not None:
+            folio = vma.vm_file.pages.get(index)
+            if folio is None:
+                folio = vma.vm_file.pages[index] = Folio(content, mapping=vma.vm_file, index=index)
+            folio.content = content
+            if mm.pte.get(addr) is not folio:
+                mm.set_pte(addr, folio)
+            return
+        folio = mm.pte.get(addr)
+        if folio is not None and folio.stable_node is None and (
+                folio.exclusive or folio.mapcount == 1):
+            if not folio.exclusive:
+                # do_wp_page → wp_can_reuse_anon_folio → folio_move_anon_rmap
+                folio.anon_vma = vma.anon_vma
+                folio.exclusive = True
+            folio.content = content
+            return
+        anon_vma_prepare(vma)       # do_anonymous_page / wp_page_copy
+        mm.set_pte(addr, Folio(content, anon_vma=vma.anon_vma, index=index))
+
+    def mprotect(self, proc: int, start: int, end: int, prot: str) -> None:
+        self.generation += 1
+        mmops.mprotect(self.procs[proc], start, end, prot)
+
+    def madvise_mergeable(self, proc: int, start: int, end: int) -> None:
+        """mm/ksm.c ``ksm_madvise(MADV_MERGEABLE)``: join KSM, flag every compatible VMA."""
+        self.generation += 1
+        mm = self.procs[proc]
+        for vma in mm.vmas_in(start, end):
+            if vma.vm_flags & (mmops.VM_MERGEABLE | mmops.VM_SHARED):
+                continue    # already mergeable; MAP_SHARED is not vma_ksm_compatible
+            self.ksm.ksm_enter(mm)
+            mmops.vma_modify_flags(mm, vma, max(start, vma.vm_start), min(end, vma.vm_end),
+                                   vma.vm_flags | mmops.VM_MERGEABLE)
+
+    def ksm_run(self, full_scans: int) -> None:
+        self.generation += 1
+        self.ksm.run_full_scans(full_scans, self)
+
+    def fork(self, proc: int) -> int:
+        self.generation += 1
+        self.procs.append(mmops.dup_mmap(self.procs[proc], self.ksm))
+        return len(self.procs) - 1
+
+    def mremap(self, proc: int, old: int, length: int, new: int) -> None:
+        self.generation += 1
+        mmops.move_vma(self.procs[proc], old, length, new, ksm=self.ksm)
+
+    def munmap(self, proc: int, start: int, end: int) -> None:
+        self.generation += 1
+        mmops.do_munmap(self.procs[proc], start, end)
+
+    # --- walks -------------------------------------------------------------------------
+    def rmap_walk(self, folio: Folio, rwc: RmapWalkControl, targets: set) -> WalkRecord:
+        """mm/rmap.c ``rmap_walk``, recording the walk like the tracepoint does.
+        ``targets`` are the mappings the walk is meant to reach (for ``missed``)."""
+        stats = RmapWalkStats()
+        reached: set = set()
+        inner = rwc.rmap_one
+
+        def rmap_one(f, vma, addr):
+            if (vma.vm_mm, addr) in targets:
+                reached.add((vma.vm_mm, addr))
+            return inner(f, vma, addr)
+
+        tracked = RmapWalkControl(rmap_one, rwc.done, rwc.reason)
+        page_type = folio.page_type
+        if page_type == "ksm":
+            if self.fast:
+                from .fastwalk import rmap_walk_ksm_fast
+                rmap_walk_ksm_fast(folio, tracked, stats, self.strategy)
+            else:
+                rmap_walk_ksm(folio, tracked, stats, self.strategy)
+        elif page_type == "anon":
+            rmap_walk_anon(folio, tracked, stats)
+        else:
+            rmap_walk_file(folio, tracked, stats)
+        rec = WalkRecord(page_type, rwc.reason, stats.iterations, stats.skip_addr,
+                         stats.skip_mm, stats.rmap_one, len(targets) - len(reached),
+                         stats.touched)
+        self.trace.append(rec)
+        return rec
+
+    def move_page(self, proc: int, addr: int) -> str:
+        """move_pages(MPOL_MF_MOVE_ALL) of one page to the other node.  Returns the outcome:
+        ``migrated``, ``failed`` or ``not-present``."""
+        mm = self.procs[proc]
+        folio = mm.pte.get(addr)
+        if folio is None:
+            return "not-present"
+        self.generation += 1
+        entries: set = set()
+
+        def try_to_migrate_one(f, vma, address):
+            if vma.vm_mm.pte.get(address) is f:
+                vma.vm_mm.clear_pte(address)
+                entries.add((vma.vm_mm, address))
+            return True
+
+        def remove_migration_pte(f, vma, address):
+            if (vma.vm_mm, address) in entries:
+                entries.discard((vma.vm_mm, address))
+                vma.vm_mm.set_pte(address, f)
+            return True
+
+        unmap = RmapWalkControl(try_to_migrate_one, lambda f: f.mapcount == 0, "migrate_unmap")
+        remap = RmapWalkControl(remove_migration_pte, None, "migrate_remap")
+        for _ in range(NR_MAX_MIGRATE_ASYNC_RETRY + NR_MAX_MIGRATE_SYNC_RETRY):
+            self.rmap_walk(folio, unmap, set(folio.maps))
+            if folio.mapcount == 0:
+                folio.nid = 1 - folio.nid      # the copy on the other node takes its place
+                self.rmap_walk(folio, remap, set(entries))
+                return "migrated"
+            self.rmap_walk(folio, remap, set(entries))
+        return "failed"
+
+    def page_idle(self, proc: int, addr: int) -> str:
+        """Set the page's bit in /sys/kernel/mm/page_idle/bitmap (mm/page_idle.c): one
+        read-only walk (``page_idle_clear_pte_refs``) if the folio is mapped."""
+        folio = self.procs[proc].pte.get(addr)
+        if folio is None:
+            return "not-present"
+        if folio.mapcount == 0:
+            return "not-mapped"
+        key = (folio.id, self.generation)
+        rec = self._memo.get(key)
+        if rec is not None:     # nothing changed since the same walk: same counts
+            self.trace.append(rec)
+            return "ok"
+        idle = RmapWalkControl(lambda f, v, a: True, None, "idle")
+        self._memo = {key: self.rmap_walk(folio, idle, set(folio.maps))}
+        return "ok"

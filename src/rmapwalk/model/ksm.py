@@ -1,0 +1,356 @@
+"""KSM as mm/ksm.c does it: rmap_items, the stable and unstable trees, ksmd's scan, and
+``rmap_walk_ksm`` with the three queries this project compares.
+
+The scan (``scan_get_next_rmap_item`` + ``cmp_and_merge_page``) is replayed page by page in
+the kernel's order: mm_slots in list order (a forked mm is inserted just behind the scan
+cursor, ``__ksm_enter``), VMAs in address order, present anonymous pages in address order.
+A page goes to the stable tree if an identical KSM page with room exists; otherwise, once
+its checksum is unchanged since the previous scan, to the unstable tree (reset at the start
+of every scan), where the second identical page makes a new KSM page.  A KSM page takes at
+most ``max_page_sharing`` rmap_items; more identical pages make further KSM pages chained
+under one stable node (``stable_node_chain``); a process forked after the merge joins its
+parent's KSM page over the limit (``max_page_sharing_bypass``).  Trees are keyed by page
+content: only equality matters for which pages merge.
+
+``rmap_walk_ksm`` visits ``stable_node->hlist`` (newest first, ``hlist_add_head``) twice
+(``search_new_forks`` 0 then 1) and for each rmap_item iterates its anon_vma's interval tree
+over a query that depends on the strategy:
+
+* ``baseline``: ``[0, ULONG_MAX]`` (Linux 6.12);
+* ``naive``: ``[address >> PAGE_SHIFT]`` (v1-v3; wrong after mremap);
+* ``pgoff``: the page index stored in the rmap_item at merge time (v4).
+"""
+from __future__ import annotations
+
+import itertools
+
+from .interval_tree import ULONG_MAX
+from .rmap import Folio, RmapWalkControl, RmapWalkStats
+
+PAGE_SHIFT = 12
+STRATEGIES = ("baseline", "naive", "pgoff")
+_ids = itertools.count(1)
+
+
+class KsmRmapItem:
+    """``struct ksm_rmap_item``.  ``vm_pgoff`` is the v4 field (valid while stable)."""
+
+    __slots__ = ("id", "mm", "address", "anon_vma", "head", "oldchecksum", "age",
+                 "remaining_skips", "vm_pgoff", "unstable_content")
+
+    def __init__(self, mm, address: int):
+        self.id = next(_ids)
+        self.mm, self.address = mm, address
+        self.anon_vma = None
+        self.head: StableNode | None = None
+        self.oldchecksum = None   # the kernel starts from 0; no real page sums to None
+        self.age = 0
+        self.remaining_skips = 0
+        self.vm_pgoff = None
+        self.unstable_content = None
+
+    def query(self, strategy: str) -> tuple[int, int]:
+        """The [start, last] that ``rmap_walk_ksm`` passes to the interval tree."""
+        if strategy == "baseline":
+            return 0, ULONG_MAX
+        if strategy == "naive":
+            p = self.address >> PAGE_SHIFT
+            return p, p
+        if strategy == "pgoff":
+            return self.vm_pgoff, self.vm_pgoff
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+
+    def __repr__(self) -> str:
+        return f"rmap_item(mm{self.mm.id} {self.address:#x})"
+
+
+class StableNode:
+    """A ``struct ksm_stable_node`` that owns a KSM folio (a "dup" when chained)."""
+
+    __slots__ = ("id", "hlist", "folio", "content", "chain")
+
+    def __init__(self, folio: Folio, content):
+        self.id = next(_ids)
+        self.hlist: list[KsmRmapItem] = []   # index 0 is hlist->first
+        self.folio, self.content, self.chain = folio, content, None
+
+    @property
+    def rmap_hlist_len(self) -> int:
+        return len(self.hlist)
+
+
+class StableNodeChain:
+    """A stable node chain: the dups of one content, ``hlist`` order (head first)."""
+
+    __slots__ = ("dups",)
+
+    def __init__(self, dups):
+        self.dups = list(dups)
+
+
+class Ksm:
+    """The KSM state: ``ksm_mm_head`` and the scan cursor, the trees, and the knobs."""
+
+    def __init__(self, max_page_sharing: int = 256):
+        self.max_page_sharing = max_page_sharing
+        self.mm_slots: list = []            # ksm_mm_head list, in order
+        self.rmap_list: dict = {}           # mm -> its rmap_items in address order
+        self.stable_tree: dict = {}         # content -> StableNode or StableNodeChain
+        self.unstable_tree: dict = {}       # content -> rmap_item (this scan only)
+        self.seqnr = 0                      # ksm_scan.seqnr == full_scans
+
+    # --- joining -----------------------------------------------------------------------
+    def ksm_enter(self, mm) -> None:
+        """``__ksm_enter``: insert just behind the scanning cursor.  Steps run between scans,
+        when the cursor is ``ksm_mm_head``, so that is the end of the list."""
+        if mm.mmf_vm_mergeable:
+            return
+        mm.mmf_vm_mergeable = True
+        self.rmap_list[mm] = []
+        self.mm_slots.append(mm)
+
+    def ksm_fork(self, mm) -> None:
+        self.ksm_enter(mm)
+
+    # --- the scan ------------------------------------------------------------------------
+    def run_full_scans(self, n: int, kernel) -> None:
+        """Let ksmd run until ``n`` more full scans have completed, then stop it (``run=0``):
+        each scan starts at ``ksm_mm_head``, which is where ksmd's batch ends a scan."""
+        target = self.seqnr + n
+        while self.seqnr < target:
+            self._scan(kernel)
+
+    def _scan(self, kernel) -> None:
+        self.unstable_tree = {}             # root_unstable_tree[nid] = RB_ROOT
+        for mm in list(self.mm_slots):
+            self._scan_mm(mm, kernel)
+        for item in self.unstable_tree.values():
+            item.unstable_content = None
+        self.seqnr += 1
+
+    def _scan_mm(self, mm, kernel) -> None:
+        from .mm import VM_MERGEABLE, PAGE_SIZE
+        old = self.rmap_list[mm]
+        new_list: list[KsmRmapItem] = []
+        j = 0
+        for vma in list(mm.vmas):
+            if not vma.vm_flags & VM_MERGEABLE or vma.anon_vma is None:
+                continue
+            for addr in range(vma.vm_start, vma.vm_end, PAGE_SIZE):
+                folio = mm.pte.get(addr)
+                if folio is None or folio.mapping is not None:
+                    continue
+                # get_next_rmap_item: drop items for addresses no longer scanned
+                while j < len(old) and old[j].address < addr:
+                    self.remove_rmap_item_from_tree(old[j])
+                    j += 1
+                if j < len(old) and old[j].address == addr:
+                    item = old[j]
+                    j += 1
+                else:
+                    item = KsmRmapItem(mm, addr)
+                new_list.append(item)
+                if self._should_skip_rmap_item(folio, item):
+                    continue
+                self.cmp_and_merge_page(kernel, mm, vma, addr, folio, item)
+        for item in old[j:]:                # remove_trailing_rmap_items
+            self.remove_rmap_item_from_tree(item)
+        self.rmap_list[mm] = new_list
+
+    def _should_skip_rmap_item(self, folio, item) -> bool:
+        """``should_skip_rmap_item`` (smart scan, on by default since 6.7)."""
+        if folio.stable_node is not None:
+            return False
+        age = item.age
+        if age != 255:
+            item.age += 1
+        if age < 3:
+            return False
+        if not item.remaining_skips:
+            item.remaining_skips = 1 if age <= 3 else 2 if age <= 5 else 4 if age <= 8 else 8
+            return False
+        item.remaining_skips -= 1
+        self.remove_rmap_item_from_tree(item)
+        return True
+
+    def remove_rmap_item_from_tree(self, item: KsmRmapItem) -> None:
+        node = item.head
+        if node is not None:
+            node.hlist.remove(item)
+            if not node.hlist and node.folio.mapcount == 0:
+                self._free_stable_node(node)
+            item.head = None
+            item.anon_vma = None
+            item.vm_pgoff = None
+        if item.unstable_content is not None:
+            if self.unstable_tree.get(item.unstable_content) is item:
+                del self.unstable_tree[item.unstable_content]
+            item.unstable_content = None
+
+    def _free_stable_node(self, node: StableNode) -> None:
+        entry = self.stable_tree.get(node.content)
+        if entry is node:
+            del self.stable_tree[node.content]
+        elif isinstance(entry, StableNodeChain) and node in entry.dups:
+            entry.dups.remove(node)
+            if len(entry.dups) == 1:
+                self.stable_tree[node.content] = entry.dups[0]
+                entry.dups[0].chain = None
+            elif not entry.dups:
+                del self.stable_tree[node.content]
+        node.folio.stable_node = None
+
+    def is_page_sharing_candidate(self, node: StableNode) -> bool:
+        return node.rmap_hlist_len < self.max_page_sharing
+
+    def _stable_node_dup(self, entry):
+        """``chain_prune`` → ``stable_node_dup``: the first dup that still has room (moved to
+        the head of the chain), else the first dup."""
+        if isinstance(entry, StableNode):
+            if entry.folio.mapcount == 0:      # ksm_get_folio: the KSM page is gone
+                self._free_stable_node(entry)
+                return None
+            return entry
+        content = entry.dups[0].content
+        for dup in [d for d in entry.dups if d.folio.mapcount == 0]:
+            self._free_stable_node(dup)
+        entry = self.stable_tree.get(content)
+        if entry is None or isinstance(entry, StableNode):
+            return None if entry is None else self._stable_node_dup(entry)
+        found = None
+        for dup in entry.dups:
+            if found is None or (self.is_page_sharing_candidate(dup)
+                                 and not self.is_page_sharing_candidate(found)):
+                found = dup
+                if self.is_page_sharing_candidate(found):
+                    break
+        if found is not entry.dups[0] and found.rmap_hlist_len + 1 < self.max_page_sharing:
+            entry.dups.remove(found)
+            entry.dups.insert(0, found)
+        return found
+
+    def stable_tree_search(self, folio: Folio):
+        if folio.stable_node is not None:
+            return folio                     # a KSM page forked or already merged
+        entry = self.stable_tree.get(folio.content)
+        if entry is None:
+            return None
+        dup = self._stable_node_dup(entry)
+        if dup is None:
+            return None
+        return dup.folio if self.is_page_sharing_candidate(dup) else None
+
+    def stable_tree_insert(self, kfolio: Folio) -> StableNode:
+        node = StableNode(kfolio, kfolio.content)
+        kfolio.stable_node = node
+        entry = self.stable_tree.get(kfolio.content)
+        if entry is None:
+            self.stable_tree[kfolio.content] = node
+        else:
+            if isinstance(entry, StableNode):
+                entry = StableNodeChain([entry])
+                entry.dups[0].chain = entry
+                self.stable_tree[kfolio.content] = entry
+            entry.dups.insert(0, node)       # stable_node_chain_add_dup: hlist_add_head
+            node.chain = entry
+        return node
+
+    def stable_tree_append(self, item: KsmRmapItem, node: StableNode) -> None:
+        item.head = node
+        node.hlist.insert(0, item)           # hlist_add_head
+
+    def try_to_merge_with_ksm_page(self, kernel, item, addr, folio, kfolio) -> bool:
+        """Map ``kfolio`` at ``item``'s address (or make ``folio`` itself a KSM page when
+        ``kfolio`` is None); record the VMA's anon_vma and (v4) the page index."""
+        mm = item.mm
+        vma = mm.find_vma(addr)
+        from .mm import VM_MERGEABLE
+        if vma is None or not vma.vm_flags & VM_MERGEABLE or vma.anon_vma is None:
+            return False
+        if kfolio is not None and kfolio is not folio:
+            mm.set_pte(addr, kfolio)         # replace_page: this mm's PTE only
+        self.remove_rmap_item_from_tree(item)
+        item.anon_vma = vma.anon_vma
+        item.vm_pgoff = vma.linear_page_index(addr)
+        return True
+
+    def cmp_and_merge_page(self, kernel, mm, vma, addr, folio: Folio, item: KsmRmapItem) -> None:
+        node = folio.stable_node
+        bypass = False
+        if node is not None:
+            if item.head is node:
+                return
+            if not self.is_page_sharing_candidate(node):
+                bypass = True
+        else:
+            self.remove_rmap_item_from_tree(item)
+            checksum = folio.content
+            if item.oldchecksum != checksum:
+                item.oldchecksum = checksum
+                return
+        kfolio = self.stable_tree_search(folio)
+        if kfolio is folio and item.head is node and node is not None:
+            return
+        self.remove_rmap_item_from_tree(item)
+        if kfolio is not None:
+            if self.try_to_merge_with_ksm_page(kernel, item, addr, folio, kfolio):
+                self.stable_tree_append(item, kfolio.stable_node)
+            return
+        tree_item = self.unstable_tree.get(folio.content)
+        if tree_item is None:
+            self.unstable_tree[folio.content] = item
+            item.unstable_content = folio.content
+            return
+        tree_folio = tree_item.mm.pte.get(tree_item.address)
+        if tree_folio is None or tree_folio.content != folio.content or tree_folio is folio:
+            return
+        # try_to_merge_two_pages: this page becomes the KSM page, the tree page maps it
+        del self.unstable_tree[folio.content]
+        tree_item.unstable_content = None
+        if not self.try_to_merge_with_ksm_page(kernel, item, addr, folio, None):
+            return
+        if not self.try_to_merge_with_ksm_page(kernel, tree_item, tree_item.address,
+                                               tree_folio, folio):
+            return  # the kernel break_cow()s the first page; not reached in our histories
+        node = self.stable_tree_insert(folio)
+        self.stable_tree_append(tree_item, node)
+        self.stable_tree_append(item, node)
+
+    # --- leaving -------------------------------------------------------------------------
+    def unmerge_range(self, mm, start: int, end: int) -> None:
+        """``unmerge_ksm_pages`` (MADV_UNMERGEABLE, and mremap before moving): every KSM page
+        mapped in the range is copied (break_ksm → COW); rmap_items stay until the next scan."""
+        from .mm import PAGE_SIZE
+        for addr in range(start, end, PAGE_SIZE):
+            folio = mm.pte.get(addr)
+            if folio is not None and folio.stable_node is not None:
+                vma = mm.find_vma(addr)
+                copy = Folio(folio.content, anon_vma=vma.anon_vma, index=vma.linear_page_index(addr))
+                mm.set_pte(addr, copy)
+
+
+def rmap_walk_ksm(folio: Folio, rwc: RmapWalkControl, stats: RmapWalkStats, strategy: str) -> None:
+    """mm/ksm.c ``rmap_walk_ksm``, node by node (the reference implementation)."""
+    node = folio.stable_node
+    if node is None:
+        return
+    for search_new_forks in (False, True):
+        for item in list(node.hlist):
+            tree = item.anon_vma.rb_root
+            start, last = item.query(strategy)
+            addr = item.address
+            before = tree.touched
+            for tnode in tree.foreach(start, last):
+                stats.iterations += 1
+                vma = tnode.item.vma
+                if addr < vma.vm_start or addr >= vma.vm_end:
+                    stats.skip_addr += 1
+                    continue
+                if (item.mm is vma.vm_mm) == search_new_forks:
+                    stats.skip_mm += 1
+                    continue
+                stats.rmap_one += 1
+                if not rwc.rmap_one(folio, vma, addr) or (rwc.done is not None and rwc.done(folio)):
+                    stats.touched += tree.touched - before
+                    return
+            stats.touched += tree.touched - before

@@ -1,0 +1,410 @@
+"""mm_struct and vm_area_struct with the VMA operations of mm/mmap.c, mm/vma.c, mm/mprotect.c,
+mm/mremap.c and kernel/fork.c that change which anon_vma_chains exist and where they sit.
+
+Addresses are bytes, page offsets are pages (PAGE_SHIFT 12).  An anonymous private mapping
+gets ``vm_pgoff = addr >> PAGE_SHIFT`` (mm/mmap.c ``do_mmap``); a split keeps the lower part's
+pgoff and advances the upper part's; mremap keeps the moved range's pgoff (mm/mremap.c
+``move_vma``: ``new_pgoff = vma->vm_pgoff + ((old_addr - vma->vm_start) >> PAGE_SHIFT)``).
+Page tables are a dict per mm from page address to :class:`Folio`.
+"""
+from __future__ import annotations
+
+import bisect
+import itertools
+
+from . import rmap
+from .interval_tree import IntervalTreeNode
+from .rmap import AnonVma, Folio
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+# include/linux/mm.h
+VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
+VM_MAYREAD, VM_MAYWRITE, VM_MAYSHARE = 0x10, 0x20, 0x80
+VM_ACCOUNT = 0x00100000
+VM_MERGEABLE = 0x80000000
+VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
+PROT_FLAGS = {"none": 0, "r": VM_READ, "rw": VM_READ | VM_WRITE}
+
+_mm_ids = itertools.count(0)
+
+
+class VmAreaStruct:
+    """``struct vm_area_struct`` (the fields the rmap cares about)."""
+
+    __slots__ = ("vm_mm", "vm_start", "vm_end", "vm_pgoff", "vm_flags", "anon_vma",
+                 "anon_vma_chain", "vm_file", "shared_rb")
+
+    def __init__(self, mm, start, end, pgoff, flags, vm_file=None):
+        self.vm_mm, self.vm_start, self.vm_end, self.vm_pgoff = mm, start, end, pgoff
+        self.vm_flags, self.vm_file = flags, vm_file
+        self.anon_vma: AnonVma | None = None
+        self.anon_vma_chain: list = []
+        self.shared_rb: IntervalTreeNode | None = None
+
+    @property
+    def pages(self) -> int:
+        return (self.vm_end - self.vm_start) >> PAGE_SHIFT
+
+    def linear_page_index(self, addr: int) -> int:
+        return self.vm_pgoff + ((addr - self.vm_start) >> PAGE_SHIFT)
+
+    def __repr__(self) -> str:
+        return (f"vma(mm{self.vm_mm.id} {self.vm_start:#x}-{self.vm_end:#x} "
+                f"pgoff={self.vm_pgoff:#x})")
+
+
+def vm_area_dup(vma: VmAreaStruct, mm=None) -> VmAreaStruct:
+    new = VmAreaStruct(mm or vma.vm_mm, vma.vm_start, vma.vm_end, vma.vm_pgoff,
+                       vma.vm_flags, vma.vm_file)
+    new.anon_vma = vma.anon_vma
+    return new
+
+
+# --- the file side: i_mmap is a vma_interval_tree ------------------------------------------
+
+def vma_interval_tree_insert(vma: VmAreaStruct) -> None:
+    vma.shared_rb = IntervalTreeNode(vma.vm_pgoff, vma.vm_pgoff + vma.pages - 1, vma)
+    vma.vm_file.i_mmap.insert(vma.shared_rb)
+
+
+def vma_interval_tree_remove(vma: VmAreaStruct) -> None:
+    vma.vm_file.i_mmap.remove(vma.shared_rb)
+    vma.shared_rb = None
+
+
+def vma_interval_tree_insert_after(node: VmAreaStruct, prev: VmAreaStruct) -> None:
+    """mm/interval_tree.c: place ``node`` right after ``prev`` in order (fork keeps the
+    child's file VMA next to the parent's)."""
+    tree = prev.vm_file.i_mmap
+    last = node.vm_pgoff + node.pages - 1
+    new = IntervalTreeNode(node.vm_pgoff, last, node)
+    parent = prev.shared_rb
+    if parent.right is None:
+        link_left = False
+    else:
+        parent = parent.right
+        if parent.subtree_last < last:
+            parent.subtree_last = last
+        while parent.left is not None:
+            parent = parent.left
+            if parent.subtree_last < last:
+                parent.subtree_last = last
+        link_left = True
+    new.subtree_last = last
+    new.parent = parent
+    if link_left:
+        parent.left = new
+    else:
+        parent.right = new
+    tree._insert_color(new)
+    tree.count += 1
+    tree.version += 1
+    node.shared_rb = new
+
+
+class MmStruct:
+    """``struct mm_struct``: the VMAs in address order and the page tables."""
+
+    def __init__(self) -> None:
+        self.id = next(_mm_ids)
+        self.vmas: list[VmAreaStruct] = []
+        self._starts: list[int] = []
+        self.pte: dict[int, Folio] = {}
+        self.mmf_vm_mergeable = False   # MMF_VM_MERGEABLE: registered with KSM
+
+    def __repr__(self) -> str:
+        return f"mm{self.id}"
+
+    # maple tree stand-in
+    def find_vma(self, addr: int) -> VmAreaStruct | None:
+        """The VMA containing ``addr``, or None (vma_lookup)."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and self.vmas[i].vm_end > addr:
+            return self.vmas[i]
+        return None
+
+    def vmas_in(self, start: int, end: int) -> list[VmAreaStruct]:
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        out = []
+        while i < len(self.vmas) and self.vmas[i].vm_start < end:
+            if self.vmas[i].vm_end > start:
+                out.append(self.vmas[i])
+            i += 1
+        return out
+
+    def find_vma_after(self, vma):
+        i = bisect.bisect_left(self._starts, vma.vm_start)
+        return self.vmas[i + 1] if i + 1 < len(self.vmas) else None
+
+    def find_vma_before(self, vma):
+        i = bisect.bisect_left(self._starts, vma.vm_start)
+        return self.vmas[i - 1] if i > 0 else None
+
+    def vma_link(self, vma: VmAreaStruct) -> None:
+        i = bisect.bisect_left(self._starts, vma.vm_start)
+        if i < len(self.vmas) and self.vmas[i].vm_start < vma.vm_end or \
+                i > 0 and self.vmas[i - 1].vm_end > vma.vm_start:
+            raise ValueError(f"{vma!r} overlaps an existing VMA")
+        self._starts.insert(i, vma.vm_start)
+        self.vmas.insert(i, vma)
+
+    def vma_unlink(self, vma: VmAreaStruct) -> None:
+        i = bisect.bisect_left(self._starts, vma.vm_start)
+        assert self.vmas[i] is vma
+        del self._starts[i], self.vmas[i]
+
+    def _restart(self, vma, old_start) -> None:
+        i = bisect.bisect_left(self._starts, old_start)
+        assert self.vmas[i] is vma
+        self._starts[i] = vma.vm_start
+
+    # --- page tables ---
+    def set_pte(self, addr: int, folio: Folio) -> None:
+        old = self.pte.get(addr)
+        if old is not None:
+            old.maps.discard((self, addr))
+        self.pte[addr] = folio
+        folio.maps.add((self, addr))
+
+    def clear_pte(self, addr: int) -> Folio | None:
+        old = self.pte.pop(addr, None)
+        if old is not None:
+            old.maps.discard((self, addr))
+        return old
+
+    def zap_range(self, start: int, end: int) -> None:
+        for addr in range(start, end, PAGE_SIZE):
+            self.clear_pte(addr)
+
+
+# --- vma_prepare / vma_complete: the interval tree side of a boundary change -------------
+
+def _prepare(vmas) -> None:
+    for v in vmas:
+        rmap.anon_vma_interval_tree_pre_update_vma(v)
+        if v.vm_file is not None:
+            vma_interval_tree_remove(v)
+
+
+def _complete(vmas) -> None:
+    for v in vmas:
+        if v.vm_file is not None:
+            vma_interval_tree_insert(v)
+        rmap.anon_vma_interval_tree_post_update_vma(v)
+
+
+def _set_bounds(mm, vma, start, end, pgoff) -> None:
+    old = vma.vm_start
+    vma.vm_start, vma.vm_end, vma.vm_pgoff = start, end, pgoff
+    if old != start:
+        mm._restart(vma, old)
+
+
+def split_vma(mm: MmStruct, vma: VmAreaStruct, addr: int, new_below: bool) -> VmAreaStruct:
+    """mm/vma.c ``__split_vma``: the new VMA is cloned (its chains inserted first), then the old
+    VMA's nodes are removed and re-inserted with its new bounds.  Returns the new VMA."""
+    assert vma.vm_start < addr < vma.vm_end
+    new = vm_area_dup(vma)
+    if new_below:
+        new.vm_end = addr
+    else:
+        new.vm_start = addr
+        new.vm_pgoff += (addr - vma.vm_start) >> PAGE_SHIFT
+    new.anon_vma = None
+    rmap.anon_vma_clone(new, vma)
+    new.anon_vma = vma.anon_vma
+    if new.vm_file is not None:
+        vma_interval_tree_insert(new)  # __vma_link_file in vma_prepare
+    _prepare([vma])
+    if new_below:
+        _set_bounds(mm, vma, addr, vma.vm_end, vma.vm_pgoff + ((addr - new.vm_start) >> PAGE_SHIFT))
+    else:
+        vma.vm_end = addr
+    _complete([vma])
+    mm.vma_link(new)
+    return new
+
+
+def _is_mergeable_anon_vma(av1, av2, vma) -> bool:
+    if (av1 is None or av2 is None) and (vma is None or len(vma.anon_vma_chain) <= 1):
+        return True
+    return av1 is av2
+
+
+def _can_merge(a, b, flags_b) -> bool:
+    """a (lower) and b (upper, with flags ``flags_b``) can become one VMA."""
+    return (a.vm_end == b.vm_start and a.vm_flags == flags_b and a.vm_file is b.vm_file
+            and b.vm_pgoff == a.vm_pgoff + a.pages
+            and _is_mergeable_anon_vma(a.anon_vma, b.anon_vma, b))
+
+
+def _remove_vma(mm, vma) -> None:
+    """Unlink a VMA absorbed by a merge (vma_complete's ``anon_vma_merge`` + removal)."""
+    rmap.unlink_anon_vmas(vma)
+    if vma.vm_file is not None and vma.shared_rb is not None:
+        vma_interval_tree_remove(vma)
+    mm.vma_unlink(vma)
+
+
+def vma_modify_flags(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, flags: int) -> VmAreaStruct:
+    """mm/vma.c ``vma_modify``: merge with a neighbour if the range touches one that will have
+    the same flags (``vma_merge_existing_range``), else split off the parts outside
+    [start, end) and set the flags."""
+    if flags == vma.vm_flags:
+        return vma
+    left_side, right_side = start == vma.vm_start, end == vma.vm_end
+    prev, nxt = mm.find_vma_before(vma), mm.find_vma_after(vma)
+    probe = vm_area_dup(vma)
+    probe.vm_start, probe.vm_end = start, end
+    probe.vm_pgoff = vma.linear_page_index(start)
+    probe.vm_flags = flags
+    probe.anon_vma_chain = vma.anon_vma_chain
+    merge_left = left_side and prev is not None and _can_merge(prev, probe, flags) and \
+        prev.vm_flags == flags
+    merge_right = False
+    if right_side and nxt is not None and nxt.vm_start == end and nxt.vm_flags == flags \
+            and nxt.vm_file is vma.vm_file and nxt.vm_pgoff == probe.vm_pgoff + probe.pages \
+            and _is_mergeable_anon_vma(vma.anon_vma, nxt.anon_vma, vma):
+        merge_right = not merge_left or (prev.anon_vma is nxt.anon_vma
+                                         or prev.anon_vma is None or nxt.anon_vma is None)
+    if merge_left or merge_right:
+        delete_vma = left_side and right_side
+        if merge_left and merge_right:
+            if prev.anon_vma is None and (nxt.anon_vma or vma.anon_vma):
+                rmap.anon_vma_clone(prev, nxt if nxt.anon_vma else vma)
+                prev.anon_vma = (nxt if nxt.anon_vma else vma).anon_vma
+            _prepare([prev])
+            _set_bounds(mm, prev, prev.vm_start, nxt.vm_end, prev.vm_pgoff)
+            _complete([prev])
+            _remove_vma(mm, vma)
+            _remove_vma(mm, nxt)
+            return prev
+        if merge_left:
+            if prev.anon_vma is None and vma.anon_vma is not None:
+                rmap.anon_vma_clone(prev, vma)
+                prev.anon_vma = vma.anon_vma
+            adjust = None if delete_vma else vma
+            _prepare([prev] + ([adjust] if adjust else []))
+            # Shrink vma first so the maple-tree stand-in never holds overlapping ranges.
+            if adjust is not None:
+                _set_bounds(mm, vma, end, vma.vm_end, vma.linear_page_index(end))
+            _set_bounds(mm, prev, prev.vm_start, end, prev.vm_pgoff)
+            _complete([prev] + ([adjust] if adjust else []))
+            if delete_vma:
+                _remove_vma(mm, vma)
+            return prev
+        if nxt.anon_vma is None and vma.anon_vma is not None:
+            rmap.anon_vma_clone(nxt, vma)
+            nxt.anon_vma = vma.anon_vma
+        adjust = None if delete_vma else vma
+        _prepare([nxt] + ([adjust] if adjust else []))
+        if adjust is not None:
+            _set_bounds(mm, vma, vma.vm_start, start, vma.vm_pgoff)
+        else:
+            vma.vm_end = vma.vm_start  # about to be removed; keep lookups sane
+        _set_bounds(mm, nxt, start, nxt.vm_end, probe.vm_pgoff)
+        _complete([nxt] + ([adjust] if adjust else []))
+        if delete_vma:
+            vma.vm_end = end
+            rmap.unlink_anon_vmas(vma)
+            if vma.vm_file is not None and vma.shared_rb is not None:
+                vma_interval_tree_remove(vma)
+            i = mm.vmas.index(vma)
+            del mm._starts[i], mm.vmas[i]
+        return nxt
+    if vma.vm_start < start:
+        split_vma(mm, vma, start, True)
+    if vma.vm_end > end:
+        split_vma(mm, vma, end, False)
+    vma.vm_flags = flags
+    return vma
+
+
+def mprotect(mm: MmStruct, start: int, end: int, prot: str) -> None:
+    """mm/mprotect.c ``do_mprotect_pkey`` → ``mprotect_fixup`` for each VMA in the range."""
+    want = PROT_FLAGS[prot]
+    for vma in mm.vmas_in(start, end):
+        flags = (vma.vm_flags & ~VM_ACCESS_FLAGS) | want
+        vma_modify_flags(mm, vma, max(start, vma.vm_start), min(end, vma.vm_end), flags)
+
+
+def do_mmap(mm: MmStruct, addr: int, pages: int, *, file=None) -> VmAreaStruct:
+    """An anonymous private RW mapping (pgoff = addr >> PAGE_SHIFT), or MAP_SHARED of a shmem
+    file from offset 0.  Regions are placed apart, so no merge with a neighbour."""
+    if file is None:
+        flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_ACCOUNT
+        vma = VmAreaStruct(mm, addr, addr + pages * PAGE_SIZE, addr >> PAGE_SHIFT, flags)
+    else:
+        flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_SHARED | VM_MAYSHARE
+        vma = VmAreaStruct(mm, addr, addr + pages * PAGE_SIZE, 0, flags, vm_file=file)
+        vma_interval_tree_insert(vma)
+    mm.vma_link(vma)
+    return vma
+
+
+def do_munmap(mm: MmStruct, start: int, end: int) -> None:
+    """mm/vma.c ``do_vmi_align_munmap``: split at both ends (new above each time), zap the
+    pages, unlink the VMAs' chains."""
+    vmas = mm.vmas_in(start, end)
+    if not vmas:
+        return
+    first = vmas[0]
+    if first.vm_start < start:
+        split_vma(mm, first, start, False)
+        vmas = mm.vmas_in(start, end)
+    last = vmas[-1]
+    if last.vm_end > end:
+        split_vma(mm, last, end, False)
+        vmas = mm.vmas_in(start, end)
+    mm.zap_range(start, end)
+    for vma in vmas:
+        rmap.unlink_anon_vmas(vma)
+        if vma.vm_file is not None:
+            vma_interval_tree_remove(vma)
+        mm.vma_unlink(vma)
+
+
+def move_vma(mm: MmStruct, old_addr: int, length: int, new_addr: int, ksm=None) -> VmAreaStruct:
+    """mm/mremap.c ``move_vma`` for a range inside one VMA: KSM pages in the range are broken
+    first (``ksm_madvise(MADV_UNMERGEABLE)`` without changing the flags), ``copy_vma``
+    clones the VMA at the new address keeping the page offset, the page tables move, and the
+    old range is unmapped."""
+    vma = mm.find_vma(old_addr)
+    if vma is None or vma.vm_end < old_addr + length:
+        raise ValueError(f"mremap range {old_addr:#x}+{length:#x} is not inside one VMA")
+    if ksm is not None and vma.vm_flags & VM_MERGEABLE:
+        ksm.unmerge_range(mm, old_addr, old_addr + length)
+    new_pgoff = vma.linear_page_index(old_addr)
+    new = VmAreaStruct(mm, new_addr, new_addr + length, new_pgoff, vma.vm_flags, vma.vm_file)
+    rmap.anon_vma_clone(new, vma)
+    new.anon_vma = vma.anon_vma
+    if new.vm_file is not None:
+        vma_interval_tree_insert(new)
+    mm.vma_link(new)
+    for off in range(0, length, PAGE_SIZE):
+        folio = mm.pte.get(old_addr + off)
+        if folio is not None:
+            mm.set_pte(new_addr + off, folio)
+    do_munmap(mm, old_addr, old_addr + length)
+    return new
+
+
+def dup_mmap(oldmm: MmStruct, ksm=None) -> MmStruct:
+    """kernel/fork.c ``dup_mmap``: copy every VMA; anonymous ones go through ``anon_vma_fork``,
+    file ones are inserted right after the parent's in i_mmap; present PTEs are shared (the
+    child maps the same folios, including KSM ones)."""
+    mm = MmStruct()
+    if ksm is not None and oldmm.mmf_vm_mergeable:
+        ksm.ksm_fork(mm)
+    for mpnt in oldmm.vmas:
+        tmp = vm_area_dup(mpnt, mm)
+        tmp.anon_vma_chain = []
+        rmap.anon_vma_fork(tmp, mpnt)
+        if tmp.vm_file is not None:
+            vma_interval_tree_insert_after(tmp, mpnt)
+        mm.vma_link(tmp)
+    for addr, folio in oldmm.pte.items():
+        mm.set_pte(addr, folio)
+        folio.exclusive = False   # copy_present_pte: the anon page is now shared
+    return mm
