@@ -1,0 +1,86 @@
+"""End to end: capture a small scenario on the baseline and patched kernels and compare every
+walk with the simulator (rmapwalk.simulate.simulate_walks).  Needs the cached kernel builds
+and QEMU; run with ``pytest -m vm``."""
+import argparse
+import csv
+import shutil
+
+import pytest
+
+from rmapwalk import paths, scenario, walks
+from rmapwalk.measure import capture, manifest
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+FALLBACK = """
+name: e2e-small
+description: >
+  A small KSM history: 2,000 identical pages split by mprotect, a forked child, a range moved
+  by mremap, one merge; then migrations and idle walks of KSM pages.
+ksm: {max_page_sharing: 256}
+steps:
+  - mmap:      {region: A, pages: 2000}
+  - fill:      {region: A, byte: 0xaa}
+  - mprotect:  {region: A, start: 0, pages: 1, stride: 2, prot: r}
+  - fork:      {children: 1}
+  - mremap:    {region: A, start: 1000, pages: 10, to: B}
+  - mergeable: {region: A}
+  - mergeable: {region: B}
+  - mergeable: {region: A, proc: 1}
+  - ksm_merge: {full_scans: 2}
+  - migrate:   {region: A, pages: [1, 3]}
+  - migrate:   {region: B, pages: [0]}
+  - idle:      {region: A, pages: [5]}
+"""
+
+INT_COLUMNS = ("step", "page", "iterations", "skip_addr", "skip_mm", "rmap_one")
+
+
+def kernel_cached(name):
+    try:
+        from rmapwalk.measure import kernel
+        kernel.kernel_image(name, build=False)
+    except Exception as e:  # not built yet, or the module is not there
+        return str(e) or type(e).__name__
+    return None
+
+
+@pytest.fixture(scope="module")
+def scenario_file(tmp_path_factory):
+    ci = paths.SCENARIOS / "ci-small.yaml"
+    if ci.exists():
+        return ci
+    p = tmp_path_factory.mktemp("scen") / "e2e-small.yaml"
+    p.write_text(FALLBACK)
+    return p
+
+
+def read_walks(run):
+    with open(run / "walks.csv") as f:
+        rows = list(csv.DictReader(f))
+    return [{c: int(r[c]) if c in INT_COLUMNS else r[c] for c in walks.COLUMNS} for r in rows]
+
+
+@pytest.mark.parametrize("kernel, strategy", [("baseline", "baseline"), ("patched", "pgoff")])
+def test_capture_matches_simulation(kernel, strategy, scenario_file, tmp_path):
+    if not shutil.which("qemu-system-x86_64"):
+        pytest.skip("qemu-system-x86_64 not installed")
+    why = kernel_cached(kernel)
+    if why:
+        pytest.skip(f"no cached {kernel} kernel: {why}")
+    out = tmp_path / "out"
+    args = argparse.Namespace(scenario=str(scenario_file), kernel=kernel, repeat=1, out=out,
+                              timeout=1800.0, accel="tcg", bzimage=None)
+    assert capture.run_capture(args) == 0
+    sc = scenario.load(scenario_file)
+    run = out / sc.name / kernel / "run-1"
+    assert sorted(p.name for p in run.iterdir()) == [
+        "console.log.gz", "manifest.json", "outcomes.csv", "trace.txt.gz", "walks.csv"]
+    assert manifest.verify(out) == []
+    measured = read_walks(run)
+    assert measured, "no walks captured"
+    simulate = pytest.importorskip("rmapwalk.simulate")
+    expected = simulate.simulate_walks(sc, strategy)
+    assert len(measured) == len(expected), (measured, expected)
+    for i, (m, e) in enumerate(zip(measured, expected)):
+        assert m == e, f"walk {i}: measured {m} != simulated {e}"
