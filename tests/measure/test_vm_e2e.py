@@ -15,17 +15,20 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 FALLBACK = """
 name: e2e-small
 description: >
-  A small KSM history: 2,000 identical pages split by mprotect, a forked child, a range moved
-  by mremap, one merge; then migrations and idle walks of KSM pages.
+  A small KSM history: 2,000 identical pages split by mprotect, a second region part of which
+  mremap moves, a forked child, one merge; then migrations and idle walks of KSM pages.
 ksm: {max_page_sharing: 256}
 steps:
   - mmap:      {region: A, pages: 2000}
+  - mmap:      {region: C, pages: 20}
   - fill:      {region: A, byte: 0xaa}
+  - fill:      {region: C, byte: 0xaa}
   - mprotect:  {region: A, start: 0, pages: 1, stride: 2, prot: r}
   - fork:      {children: 1}
-  - mremap:    {region: A, start: 1000, pages: 10, to: B}
+  - mremap:    {region: C, start: 5, pages: 10, to: B}
   - mergeable: {region: A}
   - mergeable: {region: B}
+  - mergeable: {region: C}
   - mergeable: {region: A, proc: 1}
   - ksm_merge: {full_scans: 2}
   - migrate:   {region: A, pages: [1, 3]}

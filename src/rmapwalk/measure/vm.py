@@ -2,9 +2,10 @@
 
 One run is one boot: ``qemu-system-x86_64 -nographic -no-reboot``, ttyS0 (the console) and
 ttyS1 (the trace stream, see :mod:`rmapwalk.measure.initramfs`) written to files, two NUMA
-nodes by ``numa=fake=2`` on the kernel command line (CONFIG_NUMA_EMU; the tinyconfig kernel
-has no ACPI SRAT parsing to take QEMU's ``-numa`` from), TCG unless KVM was asked for and a
-short probe boot under KVM succeeded (KVM guests have been seen to hang on the build machine).
+nodes by ``numa=fake=2`` on the kernel command line (CONFIG_NUMA_EMU in
+kernel-config/rmapwalk.config; /init checks that node1 exists), TCG unless KVM was asked for
+and a short probe boot under KVM succeeded (KVM guests have been seen to hang on the build
+machine).
 
 Every run has a timeout.  A kernel panic, a timeout, a missing exit status or trace end marker,
 or a replayer that exited non-zero raises :class:`VMRunError` with the reason and the console.
