@@ -1,0 +1,1 @@
+"""Measurement on real kernels: kernel builds, the initramfs, the VM run and its trace."""

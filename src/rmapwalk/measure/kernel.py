@@ -1,0 +1,507 @@
+"""Build and cache the three kernels of the comparison.
+
+``baseline`` is Linux 6.12 with the rmap:rmap_walk tracepoint (patch 0001),
+``patched`` adds the v4 change (vm_pgoff in struct ksm_rmap_item, queried by
+rmap_walk_ksm()), ``naive`` adds the v1-v3 query ``address >> PAGE_SHIFT``
+instead.  The series per kernel is ``kernel-config/patches/series.yaml``; the
+config is ``make tinyconfig`` plus ``kernel-config/rmapwalk.config``.
+
+One unpacked source tree and one build directory (``O=``) are shared by all
+kernels: switching kernel reverses and applies only the patches that differ,
+so kbuild recompiles mm/ksm.c and little else.  Each finished kernel is
+cached under ``$RMAPWALK_CACHE/kernels/<name>-<key>/`` (bzImage, .config,
+vmlinux, build.log, build.json with its provenance), where ``key`` hashes the
+source version, that kernel's patches and the fragment.  A cached entry is
+used without touching the source.
+
+Command line: ``rmapwalk kernel build [--kernel K|all] [--jobs N]
+[--source PATH]`` or ``python -m rmapwalk.measure.kernel build ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from rmapwalk import paths
+
+KERNELS = ("baseline", "patched", "naive")
+SOURCE_PACKAGE = "linux-source-6.12"
+SOURCE_TARBALL = Path("/usr/src") / f"{SOURCE_PACKAGE}.tar.xz"
+
+CONFIG_DIR = paths.KERNEL_CONFIG
+FRAGMENT = CONFIG_DIR / "rmapwalk.config"
+PATCH_DIR = CONFIG_DIR / "patches"
+SERIES = PATCH_DIR / "series.yaml"
+
+_OPTION_SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
+_OPTION_UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
+
+
+class KernelBuildError(RuntimeError):
+    """A kernel could not be found, configured, patched or built."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelArtifact:
+    """A built kernel in the cache and where it came from."""
+
+    name: str
+    key: str
+    directory: Path
+    provenance: dict
+
+    @property
+    def bzimage(self) -> Path:
+        return self.directory / "bzImage"
+
+    @property
+    def config(self) -> Path:
+        return self.directory / ".config"
+
+    @property
+    def vmlinux(self) -> Path | None:
+        p = self.directory / "vmlinux"
+        return p if p.exists() else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where the Linux source comes from: a Debian package or KERNEL_SRC."""
+
+    path: Path            # a .tar.xz tarball or an unpacked tree
+    version: str          # goes into the cache key
+    provenance: dict
+
+    @property
+    def ident(self) -> str:
+        return hashlib.sha256(self.version.encode()).hexdigest()[:12]
+
+
+# --- the series and the fragment -------------------------------------------
+
+def load_series(path: Path = SERIES) -> dict[str, list[str]]:
+    """Kernel name -> ordered patch file names, checked against the folder."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise KernelBuildError(f"{path}: series file missing") from None
+    kernels = data.get("kernels") if isinstance(data, dict) else None
+    if not isinstance(kernels, dict):
+        raise KernelBuildError(f"{path}: expected a mapping 'kernels: {{name: [patches]}}'")
+    for name, patches in kernels.items():
+        if not isinstance(patches, list) or not all(isinstance(p, str) for p in patches):
+            raise KernelBuildError(f"{path}: kernel {name!r}: expected a list of patch files")
+        for p in patches:
+            if not (path.parent / p).is_file():
+                raise KernelBuildError(f"{path}: kernel {name!r}: patch {p} not found in {path.parent}")
+    return kernels
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """Options of a .config or fragment: name -> value, ``n`` for 'is not set'."""
+    options = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if m := _OPTION_SET.match(line):
+            options[m.group(1)] = m.group(2)
+        elif m := _OPTION_UNSET.match(line):
+            options[m.group(1)] = "n"
+    return options
+
+
+def options_without_reason(text: str) -> list[str]:
+    """Options of a fragment not directly preceded by a reason comment."""
+    missing, previous = [], ""
+    for line in text.splitlines():
+        line = line.strip()
+        is_option = _OPTION_SET.match(line) or _OPTION_UNSET.match(line)
+        if is_option:
+            prev_is_reason = (previous.startswith("#") and previous.strip("# ")
+                              and not _OPTION_UNSET.match(previous))
+            if not prev_is_reason:
+                missing.append(is_option.group(1))
+        previous = line
+    return missing
+
+
+def missing_options(fragment: str, config: str) -> list[str]:
+    """Fragment options that did not survive into ``config``, one message each."""
+    want, have = parse_config(fragment), parse_config(config)
+    problems = []
+    for name, value in want.items():
+        got = have.get(name)
+        if value == "n":
+            if got not in (None, "n"):
+                problems.append(f"{name}: fragment says 'is not set', .config has {got}")
+        elif got != value:
+            problems.append(f"{name}: fragment says {value}, .config has "
+                            f"{'nothing' if got is None else got}")
+    return problems
+
+
+def check_config(fragment: str, config: str, where: str = ".config") -> None:
+    """Raise naming every fragment option lost by merge_config/olddefconfig."""
+    problems = missing_options(fragment, config)
+    if problems:
+        raise KernelBuildError(
+            f"{where}: {len(problems)} option(s) of {FRAGMENT.name} did not survive "
+            "(an unmet dependency?):\n  " + "\n  ".join(problems))
+
+
+# --- cache key -------------------------------------------------------------
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cache_key(source_version: str, patches: list[tuple[str, bytes]], fragment: bytes) -> str:
+    """sha256 of (source version, the kernel's patches in order, fragment)[:16]."""
+    h = hashlib.sha256()
+    h.update(b"source\0" + source_version.encode() + b"\0")
+    for name, data in patches:
+        h.update(b"patch\0" + name.encode() + b"\0" + _sha256(data).encode() + b"\0")
+    h.update(b"fragment\0" + _sha256(fragment).encode())
+    return h.hexdigest()[:16]
+
+
+def _kernel_inputs(name: str) -> tuple[list[tuple[str, bytes]], bytes]:
+    series = load_series()
+    if name not in series:
+        raise KernelBuildError(f"{SERIES}: no kernel {name!r} (have {', '.join(series)})")
+    patches = [(p, (PATCH_DIR / p).read_bytes()) for p in series[name]]
+    return patches, FRAGMENT.read_bytes()
+
+
+def kernels_dir() -> Path:
+    return paths.CACHE / "kernels"
+
+
+# --- the source --------------------------------------------------------------
+
+def _makefile_version(makefile_text: str) -> str:
+    fields = dict(re.findall(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION)\s*=\s*(\S*)",
+                             makefile_text, re.M))
+    return "{}.{}.{}{}".format(fields.get("VERSION", "?"), fields.get("PATCHLEVEL", "?"),
+                               fields.get("SUBLEVEL", "?"), fields.get("EXTRAVERSION", ""))
+
+
+def _tarball_makefile(tarball: Path) -> str:
+    with tarfile.open(tarball) as tf:
+        for member in tf:
+            if member.name.count("/") == 1 and member.name.endswith("/Makefile"):
+                return tf.extractfile(member).read().decode()
+    raise KernelBuildError(f"{tarball}: no top-level Makefile")
+
+
+def _dpkg_version(package: str) -> str | None:
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}\t${Version}", package],
+                       capture_output=True, text=True)
+    if r.returncode != 0 or "install ok installed" not in r.stdout:
+        return None
+    return r.stdout.split("\t")[1]
+
+
+def find_source(option: str | None = None, *, install: bool = True) -> Source:
+    """KERNEL_SRC (option or environment), else the linux-source-6.12 package."""
+    given = option or os.environ.get("KERNEL_SRC")
+    if given:
+        p = Path(given).expanduser().resolve()
+        if p.is_dir() and (p / "Makefile").is_file():
+            version = _makefile_version((p / "Makefile").read_text())
+        elif p.is_file() and p.name.endswith((".tar.xz", ".tar.gz", ".tar")):
+            version = _makefile_version(_tarball_makefile(p))
+        else:
+            raise KernelBuildError(f"KERNEL_SRC={given}: not a kernel tree (no Makefile) "
+                                   "nor a .tar.xz/.tar.gz tarball")
+        return Source(p, f"KERNEL_SRC={p} {version}",
+                      {"KERNEL_SRC": str(p), "kernel_version": version})
+    version = _dpkg_version(SOURCE_PACKAGE)
+    if version is None and install and os.geteuid() == 0:
+        print(f"rmapwalk: installing {SOURCE_PACKAGE} with apt-get", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", SOURCE_PACKAGE], check=True)
+        version = _dpkg_version(SOURCE_PACKAGE)
+    if version is None or not SOURCE_TARBALL.is_file():
+        raise KernelBuildError(
+            f"no kernel source: set KERNEL_SRC=/path/to/linux (tree or tarball), pass "
+            f"--source, or install {SOURCE_PACKAGE} (apt-get install {SOURCE_PACKAGE})")
+    return Source(SOURCE_TARBALL, f"{SOURCE_PACKAGE} {version}",
+                  {"package": SOURCE_PACKAGE, "version": version,
+                   "tarball": str(SOURCE_TARBALL)})
+
+
+def _unpacked_tree(source: Source) -> Path:
+    """The shared tree for this source, unpacked (or copied) once."""
+    base = kernels_dir() / "src" / source.ident
+    tree = base / "linux"
+    if (base / "unpacked").exists():
+        return tree
+    shutil.rmtree(base, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=kernels_dir()))
+    print(f"rmapwalk: unpacking {source.path} into {tree}", file=sys.stderr)
+    if source.path.is_dir():
+        shutil.copytree(source.path, tmp / "linux", symlinks=True)
+    else:
+        subprocess.run(["tar", "xf", str(source.path), "-C", str(tmp)], check=True)
+        (top,) = [p for p in tmp.iterdir() if p.is_dir()]
+        top.rename(tmp / "linux")
+    (tmp / "applied.json").write_text("[]\n")
+    (tmp / "unpacked").write_text(source.version + "\n")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(base)
+    return tree
+
+
+# --- patching ----------------------------------------------------------------
+
+def _git_apply(tree: Path, patch: Path, *, reverse: bool = False, check: bool = False) -> None:
+    cmd = ["git", "apply", "--whitespace=nowarn"]
+    cmd += ["-R"] * reverse + ["--check"] * check + [str(patch)]
+    r = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
+    if r.returncode != 0:
+        what = "reverse" if reverse else "apply"
+        raise KernelBuildError(f"{patch.name}: git {what} failed in {tree}:\n{r.stderr}")
+
+
+def _switch_series(tree: Path, patches: list[tuple[str, bytes]]) -> None:
+    """Bring the tree to exactly ``patches``, touching only what differs.
+
+    The common prefix of the applied series and the wanted one stays (so
+    include/linux/rmap.h, touched by 0001, keeps its mtime and kbuild does
+    not rebuild the world); the rest is reversed, newest first, and the
+    remaining wanted patches are applied.
+    """
+    state_file = tree.parent / "applied.json"
+    applied = json.loads(state_file.read_text())   # [{"name", "sha256", "text"}]
+    wanted = [{"name": n, "sha256": _sha256(d), "text": d.decode()} for n, d in patches]
+    common = 0
+    while (common < min(len(applied), len(wanted))
+           and applied[common]["sha256"] == wanted[common]["sha256"]):
+        common += 1
+    with tempfile.TemporaryDirectory() as td:
+        for entry in reversed(applied[common:]):
+            p = Path(td) / entry["name"]
+            p.write_text(entry["text"])
+            _git_apply(tree, p, reverse=True)
+            applied.pop()
+            state_file.write_text(json.dumps(applied))
+            print(f"rmapwalk: reversed {entry['name']}", file=sys.stderr)
+    for entry in wanted[common:]:
+        _git_apply(tree, PATCH_DIR / entry["name"])
+        applied.append(entry)
+        state_file.write_text(json.dumps(applied))
+        print(f"rmapwalk: applied {entry['name']}", file=sys.stderr)
+
+
+# --- building ------------------------------------------------------------------
+
+def _run(cmd: list[str], cwd: Path, log, *, echo: bool = True) -> None:
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace")
+    tail = []
+    for line in proc.stdout:
+        log.write(line)
+        tail = (tail + [line])[-40:]
+        if echo:
+            sys.stderr.write(line)
+    if proc.wait() != 0:
+        raise KernelBuildError(f"{' '.join(cmd[:3])}... failed (exit {proc.returncode}) in "
+                               f"{cwd}; last lines:\n{''.join(tail)}")
+
+
+def _make_config(tree: Path, config_dir: Path, log) -> str:
+    """tinyconfig + merge_config.sh -m fragment + olddefconfig, checked."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    make = ["make", f"O={config_dir}"]
+    _run(make + ["tinyconfig"], tree, log, echo=False)
+    _run(["scripts/kconfig/merge_config.sh", "-m", "-O", str(config_dir),
+          str(config_dir / ".config"), str(FRAGMENT)], tree, log, echo=False)
+    _run(make + ["olddefconfig"], tree, log, echo=False)
+    config = (config_dir / ".config").read_text()
+    check_config(FRAGMENT.read_text(), config, where=str(config_dir / ".config"))
+    return config
+
+
+def _pahole(build_dir: Path, tree: Path, out: Path, log) -> None:
+    """pahole of struct ksm_rmap_item from mm/ksm.c compiled once more with -g."""
+    if not shutil.which("pahole"):
+        return
+    with tempfile.TemporaryDirectory() as td:
+        obj = Path(td) / "ksm.o"
+        # The kbuild command line of mm/ksm.o, with -g and another output file.
+        cmd_file = build_dir / "mm" / ".ksm.o.cmd"
+        line = cmd_file.read_text().splitlines()[0].split(":=", 1)[1]
+        line = re.sub(r"-o mm/ksm\.o", f"-g -o {obj}", line)
+        r = subprocess.run(line, shell=True, cwd=build_dir, capture_output=True, text=True)
+        if r.returncode != 0:
+            log.write(f"pahole: recompiling mm/ksm.c with -g failed:\n{r.stderr}\n")
+            return
+        r = subprocess.run(["pahole", "-C", "ksm_rmap_item", str(obj)],
+                           capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout:
+            out.write_text(r.stdout)
+
+
+def _git_head() -> str | None:
+    r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True,
+                       text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def _build(name: str, key: str, source: Source, patches: list[tuple[str, bytes]],
+           fragment: bytes, jobs: int) -> KernelArtifact:
+    root = kernels_dir()
+    final = root / f"{name}-{key}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}-", dir=root))
+    try:
+        started = time.monotonic()
+        with open(tmp / "build.log", "w") as log:
+            tree = _unpacked_tree(source)
+            _switch_series(tree, patches)
+            build_dir = root / "build" / source.ident
+            config = _make_config(tree, root / "build" / f"{source.ident}-config", log)
+            build_dir.mkdir(parents=True, exist_ok=True)
+            old = build_dir / ".config"
+            if not old.exists() or old.read_text() != config:
+                (build_dir / ".config").write_text(config)
+            print(f"rmapwalk: building {name} ({key}) with -j{jobs} in {build_dir}",
+                  file=sys.stderr)
+            _run(["make", f"O={build_dir}", f"-j{jobs}", "bzImage"], tree, log)
+            seconds = round(time.monotonic() - started, 1)
+            shutil.copy2(build_dir / "arch/x86/boot/bzImage", tmp / "bzImage")
+            shutil.copy2(build_dir / ".config", tmp / ".config")
+            if (build_dir / "vmlinux").exists():
+                shutil.copy2(build_dir / "vmlinux", tmp / "vmlinux")
+            _pahole(build_dir, tree, tmp / "ksm_rmap_item.pahole.txt", log)
+        cc = subprocess.run(["gcc", "--version"], capture_output=True, text=True)
+        provenance = {
+            "name": name,
+            "key": key,
+            "source": source.provenance,
+            "patches": [{"file": n, "sha256": _sha256(d)} for n, d in patches],
+            "fragment": {"file": str(FRAGMENT.relative_to(paths.ROOT)),
+                         "sha256": _sha256(fragment)},
+            "config_sha256": _sha256((tmp / ".config").read_bytes()),
+            "bzimage_sha256": _sha256((tmp / "bzImage").read_bytes()),
+            "build_seconds": seconds,
+            "jobs": jobs,
+            "compiler": cc.stdout.splitlines()[0] if cc.stdout else None,
+            "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "rmapwalk_commit": _git_head(),
+        }
+        (tmp / "build.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"rmapwalk: {name} built in {seconds} s -> {final}", file=sys.stderr)
+    return KernelArtifact(name, key, final, provenance)
+
+
+def _cached(directory: Path) -> KernelArtifact | None:
+    try:
+        provenance = json.loads((directory / "build.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if not (directory / "bzImage").is_file():
+        return None
+    return KernelArtifact(provenance["name"], provenance["key"], directory, provenance)
+
+
+def _cached_without_source(name: str, patches, fragment: bytes) -> KernelArtifact | None:
+    """Without a source, an entry built from the same patches and fragment."""
+    want = [_sha256(d) for _, d in patches]
+    found = []
+    for d in kernels_dir().glob(f"{name}-*"):
+        art = _cached(d)
+        if (art and [p["sha256"] for p in art.provenance["patches"]] == want
+                and art.provenance["fragment"]["sha256"] == _sha256(fragment)):
+            found.append(art)
+    return max(found, key=lambda a: a.provenance["built_at"], default=None)
+
+
+def kernel_image(name: str, *, build: bool = True, source: str | None = None,
+                 jobs: int | None = None, force: bool = False) -> KernelArtifact:
+    """The cached kernel ``name`` (baseline, patched, naive), built if missing."""
+    patches, fragment = _kernel_inputs(name)
+    try:
+        src = find_source(source, install=build)
+    except KernelBuildError:
+        if not force and (art := _cached_without_source(name, patches, fragment)):
+            return art
+        raise
+    key = cache_key(src.version, patches, fragment)
+    directory = kernels_dir() / f"{name}-{key}"
+    if not force and (art := _cached(directory)):
+        return art
+    if not build:
+        raise KernelBuildError(f"kernel {name} ({key}) is not in {kernels_dir()}; "
+                               f"run: rmapwalk kernel build --kernel {name}")
+    kernels_dir().mkdir(parents=True, exist_ok=True)
+    with open(kernels_dir() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # one kernel build at a time
+        if not force and (art := _cached(directory)):
+            return art
+        return _build(name, key, src, patches, fragment, jobs or os.cpu_count() or 1)
+
+
+# --- command line ------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Sub-commands of ``rmapwalk kernel``: ``build`` and ``show``."""
+    sub = parser.add_subparsers(dest="kernel_command", required=True)
+    b = sub.add_parser("build", help="build (or find cached) kernels")
+    b.add_argument("--kernel", choices=KERNELS + ("all",), default="all",
+                   help="which kernel (default: all, one after the other)")
+    b.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="make -j (default: number of CPUs)")
+    b.add_argument("--source", help="kernel tree or tarball (default: $KERNEL_SRC, "
+                   f"else the {SOURCE_PACKAGE} package)")
+    b.add_argument("--force", action="store_true", help="rebuild even if cached")
+    s = sub.add_parser("show", help="print the cached kernels' directories")
+    s.add_argument("--kernel", choices=KERNELS + ("all",), default="all")
+    s.add_argument("--source", help="as for build")
+
+
+def run(args) -> int:
+    names = KERNELS if args.kernel == "all" else (args.kernel,)
+    try:
+        for name in names:
+            if args.kernel_command == "build":
+                art = kernel_image(name, source=args.source, jobs=args.jobs, force=args.force)
+            else:
+                art = kernel_image(name, build=False, source=args.source)
+            print(f"{name}\t{art.key}\t{art.provenance['build_seconds']} s\t{art.bzimage}")
+    except KernelBuildError as e:
+        print(f"rmapwalk kernel: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rmapwalk.measure.kernel",
+                                     description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
