@@ -14,7 +14,7 @@ import itertools
 
 from . import mm as mmops
 from .ksm import STRATEGIES, Ksm, rmap_walk_ksm
-from .rmap import (AddressSpace, Folio, RmapWalkControl, RmapWalkStats, anon_vma_prepare,
+from .rmap import (AddressSpace, AnonVmaChain, Folio, RmapWalkControl, RmapWalkStats, anon_vma_prepare,
                    rmap_walk_anon, rmap_walk_file)
 
 PAGE_SIZE = mmops.PAGE_SIZE
@@ -211,3 +211,77 @@ class Kernel:
         idle = RmapWalkControl(lambda f, v, a: True, None, "idle")
         self._memo = {key: self.rmap_walk(folio, idle, set(folio.maps))}
         return "ok"
+
+
+class ModelInvariantError(AssertionError):
+    """A cross-structure invariant of the model does not hold; ``invariant`` names it."""
+
+    def __init__(self, invariant: str, detail: str):
+        self.invariant = invariant
+        super().__init__(f"{invariant}: {detail}")
+
+
+def validate(kernel: Kernel) -> None:
+    """Check every structure and the links between them (the rmap invariants):
+
+    * ``vma-order``: an mm's VMAs are sorted and disjoint;
+    * ``avc-key``: every anon_vma_chain sits in its anon_vma's tree keyed on the VMA's
+      current ``[vm_pgoff, vm_pgoff + vma_pages - 1]``; ``avc-own``: a VMA with an anon_vma
+      is linked into it; ``avc-dead``: no tree holds a chain of a VMA that is gone;
+    * ``i_mmap-key``: a file VMA sits in i_mmap with its current key;
+    * ``pte-maps``: page tables and ``folio.maps`` agree;
+    * ``anon-findable``: an anonymous folio mapped at an address is reachable by
+      rmap_walk_anon: the VMA is linked into the folio's anon_vma and its linear page index
+      at that address equals ``folio.index``;
+    * ``stable-node``: KSM folios and their stable nodes point at each other, rmap_items
+      point at their stable node;
+    and every interval tree's own invariants (IntervalTree.validate).
+    """
+    live = set()
+    trees = {}
+    for mm in kernel.procs:
+        prev_end = -1
+        for i, vma in enumerate(mm.vmas):
+            live.add(vma)
+            if vma.vm_start < prev_end or vma.vm_start >= vma.vm_end or mm._starts[i] != vma.vm_start:
+                raise ModelInvariantError("vma-order", f"{vma!r} in {mm!r}")
+            prev_end = vma.vm_end
+            owns = False
+            for avc in vma.anon_vma_chain:
+                trees[id(avc.anon_vma.rb_root)] = avc.anon_vma.rb_root
+                rb = avc.rb
+                if avc.vma is not vma or rb is None or rb.start != vma.vm_pgoff or \
+                        rb.last != vma.vm_pgoff + vma.pages - 1:
+                    raise ModelInvariantError("avc-key", f"{avc!r} key does not match {vma!r}")
+                owns |= avc.anon_vma is vma.anon_vma
+            if vma.anon_vma is not None and not owns:
+                raise ModelInvariantError("avc-own", f"{vma!r} is not linked into its anon_vma")
+            if vma.vm_file is not None:
+                rb = vma.shared_rb
+                if rb is None or rb.start != vma.vm_pgoff or rb.last != vma.vm_pgoff + vma.pages - 1:
+                    raise ModelInvariantError("i_mmap-key", f"{vma!r}")
+                trees[id(vma.vm_file.i_mmap)] = vma.vm_file.i_mmap
+    for tree in trees.values():
+        tree.validate()
+        for node in tree.inorder():
+            vma = node.item.vma if isinstance(node.item, AnonVmaChain) else node.item
+            if vma not in live:
+                raise ModelInvariantError("avc-dead", f"a tree still holds {vma!r}")
+    for mm in kernel.procs:
+        for addr, folio in mm.pte.items():
+            if (mm, addr) not in folio.maps:
+                raise ModelInvariantError("pte-maps", f"{mm!r} {addr:#x} maps {folio!r} unrecorded")
+            vma = mm.find_vma(addr)
+            if vma is None:
+                raise ModelInvariantError("pte-maps", f"{mm!r} {addr:#x} mapped outside any VMA")
+            if folio.page_type == "anon":
+                if not any(avc.anon_vma is folio.anon_vma for avc in vma.anon_vma_chain) or \
+                        vma.linear_page_index(addr) != folio.index:
+                    raise ModelInvariantError(
+                        "anon-findable", f"{folio!r} at {mm!r} {addr:#x} unreachable from {vma!r}")
+            if folio.stable_node is not None and folio.stable_node.folio is not folio:
+                raise ModelInvariantError("stable-node", f"{folio!r}")
+    for mm, items in kernel.ksm.rmap_list.items():
+        for item in items:
+            if item.head is not None and item not in item.head.hlist:
+                raise ModelInvariantError("stable-node", f"{item!r} not on its stable node")

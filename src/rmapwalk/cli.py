@@ -1,0 +1,106 @@
+"""The command line: ``rmapwalk simulate | bench | kernel build | capture | verify``.
+
+Exit status: 0 success, 1 a run failed, 2 bad input (scenario, parameter) with one line on
+stderr naming the file, step or option and what was expected.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import paths
+from . import scenario as sc
+
+
+def _load(path: str) -> sc.Scenario:
+    return sc.load(paths.scenario_path(path))
+
+
+def cmd_simulate(args) -> int:
+    from .model.ksm import STRATEGIES
+    from .simulate import SUMMARY_KEYS, replay
+    from .walks import COLUMNS, write_csv
+    scn = _load(args.scenario)
+    strategies = STRATEGIES if args.strategy == "all" else (args.strategy,)
+    results = {s: replay(scn, s) for s in strategies}
+    if args.walks:
+        rows = [w for r in results.values() for w in r.walks]
+        out = Path(args.walks)
+        tmp = out.with_name(out.name + ".tmp")
+        write_csv(tmp, [{k: w[k] for k in (*COLUMNS, "strategy", "missed")} for w in rows],
+                  extra=("strategy", "missed"))
+        tmp.replace(out)
+    summary = {s: r.summary() for s, r in results.items()}
+    if args.json:
+        print(json.dumps({"scenario": scn.name, "strategies": summary}, indent=2))
+    else:
+        print(f"scenario {scn.name}: {len(scn.steps)} steps")
+        print(f"{'strategy':<9} " + " ".join(f"{k:>14}" for k in SUMMARY_KEYS))
+        for s, row in summary.items():
+            cells = [f"{row[k]:>14.6f}" if k == "skip_ratio" else f"{row[k]:>14,}" for k in SUMMARY_KEYS]
+            print(f"{s:<9} " + " ".join(cells))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+    return run_bench(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rmapwalk", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="replay a scenario on the model kernel")
+    p.add_argument("scenario", help="scenario file or name under data/scenarios/")
+    p.add_argument("--strategy", choices=("baseline", "naive", "pgoff", "all"), default="all")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--walks", metavar="OUT.csv", help="write one row per walk")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("bench", help="time the simulator on the seed benchmark and 10x its size")
+    p.add_argument("--scale", type=float, action="append",
+                   help="size factors to run (default 1 and 10)")
+    p.add_argument("--walk", choices=("idle-all", "migrate-one"), default="idle-all",
+                   help="which walks: every page made idle, or the benchmark's one migration")
+    p.add_argument("--out", metavar="CSV", help="append the raw rows to this file")
+    p.set_defaults(func=cmd_bench)
+
+    try:
+        from .measure import kernel as mkernel
+        p = sub.add_parser("kernel", help="build the baseline, patched and naive kernels")
+        ksub = p.add_subparsers(dest="kernel_command", required=True)
+        pb = ksub.add_parser("build", help="build (or find cached) kernels")
+        mkernel.add_arguments(pb)
+        pb.set_defaults(func=mkernel.run)
+    except ImportError:
+        pass
+    try:
+        from .measure import capture
+        p = sub.add_parser("capture", help="run a scenario in QEMU on real kernels, record walks")
+        capture.add_capture_arguments(p)
+        p.set_defaults(func=capture.run_capture)
+        p = sub.add_parser("verify", help="check every manifest under a data folder")
+        capture.add_verify_arguments(p)
+        p.set_defaults(func=capture.run_verify)
+    except ImportError:
+        pass
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except sc.ScenarioError as e:
+        print(f"rmapwalk: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - user-facing errors from the simulation
+        from .simulate import SimulationError
+        if isinstance(e, SimulationError):
+            print(f"rmapwalk: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
