@@ -26,21 +26,19 @@ def cmd_simulate(args) -> int:
     strategies = STRATEGIES if args.strategy == "all" else (args.strategy,)
     results = {s: replay(scn, s) for s in strategies}
     if args.walks:
-        rows = [w for r in results.values() for w in r.walks]
-        out = Path(args.walks)
-        tmp = out.with_name(out.name + ".tmp")
-        write_csv(tmp, [{k: w[k] for k in (*COLUMNS, "strategy", "missed")} for w in rows],
-                  extra=("strategy", "missed"))
-        tmp.replace(out)
+        rows = [{k: w[k] for k in (*COLUMNS, "strategy", "missed")}
+                for r in results.values() for w in r.walks]
+        write_csv(sys.stdout if args.walks == "-" else args.walks, rows, extra=("strategy", "missed"))
     summary = {s: r.summary() for s, r in results.items()}
+    out = sys.stderr if args.walks == "-" else sys.stdout   # keep a piped CSV clean
     if args.json:
-        print(json.dumps({"scenario": scn.name, "strategies": summary}, indent=2))
+        print(json.dumps({"scenario": scn.name, "strategies": summary}, indent=2), file=out)
     else:
-        print(f"scenario {scn.name}: {len(scn.steps)} steps")
-        print(f"{'strategy':<9} " + " ".join(f"{k:>14}" for k in SUMMARY_KEYS))
+        print(f"scenario {scn.name}: {len(scn.steps)} steps", file=out)
+        print(f"{'strategy':<9} " + " ".join(f"{k:>14}" for k in SUMMARY_KEYS), file=out)
         for s, row in summary.items():
             cells = [f"{row[k]:>14.6f}" if k == "skip_ratio" else f"{row[k]:>14,}" for k in SUMMARY_KEYS]
-            print(f"{s:<9} " + " ".join(cells))
+            print(f"{s:<9} " + " ".join(cells), file=out)
     return 0
 
 
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("scenario", help="scenario file or name under data/scenarios/")
     p.add_argument("--strategy", choices=("baseline", "naive", "pgoff", "all"), default="all")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--walks", metavar="OUT.csv", help="write one row per walk")
+    p.add_argument("--walks", metavar="OUT.csv", help="write one row per walk (- for stdout)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("bench", help="time the simulator on the seed benchmark and 10x its size")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
+import tempfile
 from pathlib import Path
 
 COLUMNS = ("step", "region", "page", "page_type", "reason",
@@ -37,9 +39,25 @@ class Walk:
         return dataclasses.asdict(self)
 
 
-def write_csv(path: str | Path, rows: list[dict], extra: tuple[str, ...] = ()) -> None:
-    """Write rows with the walks columns first, then ``extra`` columns."""
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=(*COLUMNS, *extra), extrasaction="raise")
+def write_csv(dest, rows: list[dict], extra: tuple[str, ...] = ()) -> None:
+    """Write rows with the walks columns first, then ``extra`` columns.
+
+    ``dest`` is an open text stream or a path; a path is written atomically (a temporary
+    file beside it, then rename), so a failed run never leaves a partial table."""
+    fields = (*COLUMNS, *extra)
+    if hasattr(dest, "write"):
+        w = csv.DictWriter(dest, fieldnames=fields, extrasaction="raise", lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
+        return
+    path = Path(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="raise")
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -13,7 +13,7 @@ import dataclasses
 import itertools
 
 from . import mm as mmops
-from .ksm import STRATEGIES, Ksm, rmap_walk_ksm
+from .ksm import STRATEGIES, Ksm, StableNode, rmap_walk_ksm  # noqa: F401 (re-export)
 from .rmap import (AddressSpace, AnonVmaChain, Folio, RmapWalkControl, RmapWalkStats, anon_vma_prepare,
                    rmap_walk_anon, rmap_walk_file)
 

@@ -211,19 +211,21 @@ class Ksm:
                 self._free_stable_node(entry)
                 return None
             return entry
-        content = entry.dups[0].content
-        for dup in [d for d in entry.dups if d.folio.mapcount == 0]:
-            self._free_stable_node(dup)
-        entry = self.stable_tree.get(content)
-        if entry is None or isinstance(entry, StableNode):
-            return None if entry is None else self._stable_node_dup(entry)
         found = None
-        for dup in entry.dups:
+        for dup in list(entry.dups):
+            if dup.folio.mapcount == 0:        # ksm_get_folio() drops a stale dup
+                self._free_stable_node(dup)
+                continue
             if found is None or (self.is_page_sharing_candidate(dup)
                                  and not self.is_page_sharing_candidate(found)):
                 found = dup
                 if self.is_page_sharing_candidate(found):
                     break
+        if found is None:
+            return None
+        entry = found.chain
+        if entry is None:                      # the chain collapsed to this one dup
+            return found
         if found is not entry.dups[0] and found.rmap_hlist_len + 1 < self.max_page_sharing:
             entry.dups.remove(found)
             entry.dups.insert(0, found)
