@@ -1,0 +1,115 @@
+"""Figures of the book, drawn from the tables of :mod:`.simulation` (matplotlib/seaborn).
+
+Each function takes a table (as read from its file) and returns a matplotlib Figure; the
+notebooks glue the figure and write its caption.
+"""
+from __future__ import annotations
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .simulation import predict_cost
+
+COLORS = {"baseline": "#c0392b", "naive": "#7f8c8d", "pgoff": "#2471a3"}
+LABELS = {"baseline": "baseline [0, ULONG_MAX]", "naive": "naive address >> PAGE_SHIFT",
+          "pgoff": "v4 stored vm_pgoff"}
+matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
+
+
+def strategy_bars(table: pd.DataFrame) -> plt.Figure:
+    """Loop iterations per walk for each strategy (log scale), split into address skips,
+    mm skips and rmap_one calls."""
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    y = np.arange(len(table))
+    left = np.zeros(len(table))
+    parts = [("rmap_one", "rmap_one (useful)", "#27ae60"), ("skip_mm", "skipped: mm check", "#f39c12"),
+             ("skip_addr", "skipped: address check", "#c0392b")]
+    walks = table["walks"].to_numpy(float)
+    for key, label, color in parts:
+        width = table[key].to_numpy(float) / walks
+        ax.barh(y, width, left=left, color=color, label=label)
+        left += width
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_yticks(y, [LABELS.get(s, s) for s in table.index])
+    ax.invert_yaxis()
+    ax.set_xlabel("loop iterations per walk (log scale)")
+    for yi, total in zip(y, left):
+        ax.text(total * 1.15 + 0.5, yi, f"{total:,.0f}", va="center", fontsize=9)
+    ax.set_xlim(0, left.max() * 20)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_heatmaps(table: pd.DataFrame, level: float = 0.999) -> plt.Figure:
+    """Two maps over (VMAs per anon_vma, forked children): the baseline skip ratio, with the
+    cells at or above ``level`` outlined, and baseline / pgoff iterations per walk."""
+    skip = table.pivot(index="children", columns="vmas", values="skip_ratio")
+    ratio = table.pivot(index="children", columns="vmas", values="ratio")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.2 + 0.55 * len(skip)), sharey=True)
+    annot = skip.map(lambda v: f"{100 * v:.2f}" if v < 0.9999 else f"{100 * v:.3f}")
+    sns.heatmap(skip, ax=axes[0], cmap="rocket_r", vmin=min(0.8, float(skip.min().min())), vmax=1,
+                annot=annot, fmt="", annot_kws={"fontsize": 8}, cbar_kws={"label": "skip ratio"})
+    for (i, j), v in np.ndenumerate(skip.to_numpy()):
+        if v >= level:
+            axes[0].add_patch(plt.Rectangle((j, i), 1, 1, fill=False, lw=2, ec="#2471a3"))
+    axes[0].set_title(f"baseline: share of iterations skipped (%), >= {100 * level:g}% outlined",
+                      fontsize=10)
+    sns.heatmap(np.log10(ratio), ax=axes[1], cmap="mako_r",
+                annot=ratio.map(lambda v: f"{v:,.0f}"), fmt="", annot_kws={"fontsize": 8},
+                cbar_kws={"label": "log10(baseline / pgoff)"})
+    axes[1].set_title("iterations per walk: baseline / v4 pgoff", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("VMAs per anon_vma (region pages, split by mprotect)")
+        ax.set_xticklabels([f"{int(t.get_text()):,}" for t in ax.get_xticklabels()], rotation=45)
+    axes[0].set_ylabel("forked children")
+    axes[1].set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def cost_plot(table: pd.DataFrame, fits: dict) -> plt.Figure:
+    """Interval-tree nodes touched per query against anon_vma_chains n, log-log, with the
+    fitted ``a*n + b`` (baseline) and ``a*log2(n) + b*k + c`` (pgoff)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    markers = ["o", "s", "^", "D", "v"]
+    for ax, logy in zip(axes, (True, False)):
+        for st in ("baseline", "pgoff"):
+            if not logy and st == "baseline":
+                continue
+            part = table[table["strategy"] == st]
+            for m, (k, g) in zip(markers, part.groupby("k")):
+                g = g.sort_values("chains")
+                ax.plot(g["chains"], g["touched_per_query"], markers[0] if m is None else m,
+                        color=COLORS[st], label=f"{st}, k={k}")
+                xs = np.geomspace(g["chains"].min(), g["chains"].max(), 100)
+                ax.plot(xs, predict_cost(fits, st, xs, k), "-", color=COLORS[st], alpha=0.5, lw=1)
+        ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel("anon_vma_chains in the anon_vma (n)")
+        ax.set_ylabel("tree nodes touched per query")
+        ax.legend(fontsize=8, frameon=False)
+    axes[0].set_title("baseline O(n) vs v4 O(log n + k), log-log", fontsize=10)
+    axes[1].set_title("v4 alone (linear y): straight in log n", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def mremap_bars(table: pd.DataFrame) -> plt.Figure:
+    """Migrations that succeeded or failed, per strategy and page kind (moved or stayed)."""
+    t = table.reset_index()
+    t["label"] = t["strategy"] + "\n" + t["pages"]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    x = np.arange(len(t))
+    ax.bar(x, t["migrated"], color="#27ae60", label="migrated")
+    ax.bar(x, t["failed"], bottom=t["migrated"], color="#c0392b", label="failed (page stuck)")
+    ax.set_xticks(x, t["label"], fontsize=8)
+    ax.set_ylabel("move_pages() of one page")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,80 @@
+"""Notebook parameters: the checks the cell after ``parameters`` makes.
+
+A notebook run with a bad parameter must stop with one line naming the parameter and what
+was expected (papermill shows that line), so every check raises ``ValueError`` starting
+with ``parameter '<name>'``.  Lists may also be given as comma-separated strings, which is
+what ``papermill -p vmas 10,100,1000`` passes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def _fail(name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(f"parameter {name!r}: expected {expected}, got {value!r}")
+
+
+def check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """An integer in [minimum, maximum]; strings of digits are accepted."""
+    expected = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip().replace("_", ""))
+        except ValueError:
+            raise _fail(name, expected, value) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(name, expected, value)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise _fail(name, expected, value)
+    return value
+
+
+def check_int_list(value: Any, name: str, *, minimum: int = 0, maximum: int | None = None,
+                   min_len: int = 1) -> list[int]:
+    """A non-empty list of integers (or ``"10,100,1000"``), sorted, without duplicates."""
+    if isinstance(value, str):
+        items: Iterable = [v for v in value.replace(" ", "").split(",") if v]
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        raise _fail(name, "a list of integers or a comma-separated string", value)
+    out = []
+    for v in items:
+        try:
+            out.append(check_int(v, name, minimum=minimum, maximum=maximum))
+        except ValueError:
+            bound = f" >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+            raise _fail(name, f"a list of integers{bound}", value) from None
+    out = sorted(set(out))
+    if len(out) < min_len:
+        raise _fail(name, f"at least {min_len} distinct value(s)", value)
+    return out
+
+
+def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if value not in choices:
+        raise _fail(name, f"one of {', '.join(choices)}", value)
+    return value
+
+
+def check_path(value: Any, name: str, default: Path) -> Path:
+    """A directory for generated files: ``""`` or None means ``default``."""
+    if value in ("", None):
+        return Path(default)
+    if not isinstance(value, (str, Path)):
+        raise _fail(name, "a directory path (string)", value)
+    return Path(value)
+
+
+def check_fraction(value: Any, name: str) -> float:
+    """A number strictly between 0 and 1."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise _fail(name, "a number between 0 and 1", value) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise _fail(name, "a number between 0 and 1 (exclusive)", value)
+    return float(value)

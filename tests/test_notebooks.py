@@ -1,0 +1,84 @@
+"""Execute every notebook with small parameters (papermill), and check that a bad parameter
+stops a notebook with a message naming it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+from rmapwalk import paths
+
+NOTEBOOKS = paths.NOTEBOOKS
+# Small parameters: each notebook in well under a minute.
+SMALL = {
+    "skip-ratio": {"scenario": "ci-small", "vmas": [10, 100, 1000], "children": [0, 1], "workers": 1},
+    "mremap-flaw": {"pages": 24, "moves": 3, "unmoved": 4},
+    "cost-model": {"vmas": [10, 100, 1000], "children": [0, 2], "workers": 1},
+}
+BAD = [
+    ("skip-ratio", {"vmas": [10, -5]}, "vmas"),
+    ("skip-ratio", {"scenario": "no-such-scenario"}, "scenario"),
+    ("skip-ratio", {"level": 1.5}, "level"),
+    ("mremap-flaw", {"pages": -1}, "pages"),
+    ("mremap-flaw", {"scenario": "seed-benchmark"}, "scenario"),
+    ("cost-model", {"sharers": 0}, "sharers"),
+    ("cost-model", {"children": "x"}, "children"),
+]
+
+
+def execute(name: str, out_dir: Path, cache: Path, **params) -> Path:
+    out = out_dir / f"{name}.ipynb"
+    pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out),
+                        parameters={**SMALL[name], "cache": str(cache), **params},
+                        kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False)
+    return out
+
+
+def glued(path: Path) -> dict:
+    """name -> text/plain of every myst_nb glue output of an executed notebook."""
+    out = {}
+    for cell in json.loads(path.read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            book = o.get("metadata", {}).get("scrapbook", {})
+            if book.get("name"):
+                out[book["name"]] = o.get("data", {}).get(book.get("mime_prefix", "") + "text/plain")
+    return out
+
+
+def test_committed_without_outputs():
+    for nb in NOTEBOOKS.glob("*.ipynb"):
+        doc = json.loads(nb.read_text())
+        tagged = [c for c in doc["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{nb.name}: expected one cell tagged 'parameters'"
+        for c in doc["cells"]:
+            if c["cell_type"] == "code":
+                assert not c["outputs"] and c["execution_count"] is None, f"{nb.name}: outputs committed"
+                assert "def " not in c["source"] and "class " not in c["source"], \
+                    f"{nb.name}: definitions belong in rmapwalk.analysis"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_notebook_runs(name, tmp_path):
+    out = execute(name, tmp_path, tmp_path / "cache")
+    values = glued(out)
+    assert values, f"{name}: nothing glued"
+    if name == "skip-ratio":
+        assert float(values["skip_pct"]) >= 99.9           # ci-small: 2,000 VMAs
+        assert float(values["pgoff_iter"]) < float(values["base_iter"])
+    if name == "mremap-flaw":
+        assert int(values["naive_failed"]) > 0
+        assert int(values["pgoff_failed"]) == 0 and int(values["pgoff_missed"]) == 0
+    if name == "cost-model":
+        assert float(values["base_slope"]) > 1 and float(values["pgoff_r2"]) > 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,params,parameter", BAD, ids=[f"{n}-{p}" for n, _, p in BAD])
+def test_bad_parameter_names_it(name, params, parameter, tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        execute(name, tmp_path, tmp_path / "cache", **params)
+    assert err.value.ename == "ValueError"
+    assert f"parameter '{parameter}'" in err.value.evalue
