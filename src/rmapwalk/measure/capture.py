@@ -21,6 +21,7 @@ import csv
 import datetime
 import gzip
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -174,8 +175,7 @@ def run_capture(args: argparse.Namespace) -> int:
         _say(f"kernel {kernel}: getting the image (a build can take a while)")
         image, provenance = _kernel(kernel, args.bzimage)
         paths.BUILD.mkdir(parents=True, exist_ok=True)
-        accel, why = vm.choose_accel(args.accel, image,
-                                     Path(tempfile.mkdtemp(dir=paths.BUILD, prefix="kvm-probe-")))
+        accel, why = vm.choose_accel(args.accel, image, paths.BUILD / f"kvm-probe-{os.getpid()}")
         _say(f"kernel {kernel}: {image}; accelerator {accel} ({why})")
         for r in range(args.repeat):
             _say(f"{sc.name} on {kernel}: boot {r + 1}/{args.repeat} "

@@ -9,7 +9,8 @@ buffer-format.rst), so a new scenario never rebuilds the base.
 /init mounts proc, sysfs, devtmpfs, tracefs and a tmpfs, sizes the ftrace ring buffer,
 enables only ``events/rmap/rmap_walk``, runs the replayer, then streams the trace out on the
 second serial port (ttyS1) between ``BEGIN_MARK`` and ``END_MARK`` lines, prints
-``RMAPWALK-EXIT status=N`` on the console and powers off.  ksmd is left at ``run=0`` except
+``RMAPWALK-EXIT status=N`` on the console and reboots (``-no-reboot`` makes QEMU exit;
+the tinyconfig kernel's ACPI cannot power off).  ksmd is left at ``run=0`` except
 inside ``ksm_merge`` steps (the replayer's business), so nothing merges between steps.
 """
 from __future__ import annotations
@@ -45,9 +46,9 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t tmpfs -o size=60% tmpfs /tmp
 echo "RMAPWALK-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)"
-fail() {{ echo "RMAPWALK-ERROR $*"; echo "{EXIT_MARK}99"; poweroff -f; sleep 10; }}
+fail() {{ echo "RMAPWALK-ERROR $*"; echo "{EXIT_MARK}99"; reboot -f; sleep 10; }}
 case "$(cat /proc/cmdline)" in
-*rmapwalk.probe*) echo "{PROBE_OK}"; poweroff -f; sleep 10 ;;
+*rmapwalk.probe*) echo "{PROBE_OK}"; reboot -f; sleep 10 ;;
 esac
 [ -d /sys/devices/system/node/node1 ] || fail "no NUMA node1: numa=fake=2 did not take"
 [ -e /sys/kernel/mm/ksm/run ] || fail "no /sys/kernel/mm/ksm (CONFIG_KSM)"
@@ -71,7 +72,7 @@ stty -F /dev/ttyS1 raw -echo 2>/dev/null
 {{ echo "{BEGIN_MARK}"; cat /tmp/trace.txt; echo "{END_MARK} lines=$lines"; }} > /dev/ttyS1
 echo "RMAPWALK-STREAMED lines=$lines uptime=$(cut -d' ' -f1 /proc/uptime)"
 echo "{EXIT_MARK}$status"
-poweroff -f
+reboot -f
 sleep 10
 """
 

@@ -88,7 +88,7 @@ def boot(kernel: Path, initrd: Path, workdir: Path, timeout: float, accel: str =
         p.write_bytes(b"")
     cmd = qemu_command(kernel, initrd, console, trace, accel, append_extra, qemu)
     t0 = time.monotonic()
-    booted = panic_at = None
+    booted = panic_at = exited_at = None
     with open(workdir / "qemu.out", "wb") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -102,6 +102,10 @@ def boot(kernel: Path, initrd: Path, workdir: Path, timeout: float, accel: str =
                     panic_at = elapsed
                 if panic_at is not None and elapsed - panic_at > 5:
                     break  # panic=-1 reboots, -no-reboot exits; give it 5 s, then stop it
+                if exited_at is None and initramfs.EXIT_MARK in text:
+                    exited_at = elapsed
+                if exited_at is not None and elapsed - exited_at > 5:
+                    break  # /init is done; should the reboot not end QEMU, stop it here
                 if elapsed > timeout:
                     proc.kill()
                     proc.wait()
@@ -165,6 +169,7 @@ def choose_accel(option: str, kernel: Path, workdir: Path, qemu: str | None = No
     """``tcg`` -> tcg; ``kvm`` -> kvm or an error; ``auto`` -> kvm if the probe passes."""
     if option == "tcg":
         return "tcg", "asked for tcg"
+    workdir.mkdir(parents=True, exist_ok=True)
     ok, why = probe_kvm(kernel, workdir, qemu=qemu)
     shutil.rmtree(workdir, ignore_errors=True)
     if ok:

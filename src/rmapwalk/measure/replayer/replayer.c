@@ -462,7 +462,7 @@ static int do_ksm_merge(long full_scans)
 		return -1;
 	cur = start;
 	while (cur < start + full_scans) {
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		struct timespec ts = { 0, 1000 * 1000 };	/* 1 ms: overshoot little */
 
 		if (now() - t0 > (double)ksm_timeout) {
 			sysfs_write(ksm_dir, "run", 0);
