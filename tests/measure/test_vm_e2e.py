@@ -64,7 +64,8 @@ def read_walks(run):
     return [{c: int(r[c]) if c in INT_COLUMNS else r[c] for c in walks.COLUMNS} for r in rows]
 
 
-@pytest.mark.parametrize("kernel, strategy", [("baseline", "baseline"), ("patched", "pgoff")])
+@pytest.mark.parametrize("kernel, strategy", [("baseline", "baseline"), ("patched", "pgoff"),
+                                              ("naive", "naive")])
 def test_capture_matches_simulation(kernel, strategy, scenario_file, tmp_path):
     if not shutil.which("qemu-system-x86_64"):
         pytest.skip("qemu-system-x86_64 not installed")
