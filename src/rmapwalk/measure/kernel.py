@@ -209,8 +209,11 @@ def _tarball_makefile(tarball: Path) -> str:
 
 
 def _dpkg_version(package: str) -> str | None:
-    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}\t${Version}", package],
-                       capture_output=True, text=True)
+    try:
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}\t${Version}", package],
+                           capture_output=True, text=True)
+    except FileNotFoundError:      # not a Debian system
+        return None
     if r.returncode != 0 or "install ok installed" not in r.stdout:
         return None
     return r.stdout.split("\t")[1]
@@ -347,6 +350,7 @@ def _pahole(build_dir: Path, tree: Path, out: Path, log) -> None:
         # The kbuild command line of mm/ksm.o, with -g and another output file.
         cmd_file = build_dir / "mm" / ".ksm.o.cmd"
         line = cmd_file.read_text().splitlines()[0].split(":=", 1)[1]
+        line = re.sub(r"-Wp,-MMD,\S+", "", line)    # leave kbuild's dep file alone
         line = re.sub(r"-o mm/ksm\.o", f"-g -o {obj}", line)
         r = subprocess.run(line, shell=True, cwd=build_dir, capture_output=True, text=True)
         if r.returncode != 0:
