@@ -257,7 +257,8 @@ def _unpacked_tree(source: Source) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=kernels_dir()))
     print(f"rmapwalk: unpacking {source.path} into {tree}", file=sys.stderr)
     if source.path.is_dir():
-        shutil.copytree(source.path, tmp / "linux", symlinks=True)
+        shutil.copytree(source.path, tmp / "linux", symlinks=True,
+                        ignore=shutil.ignore_patterns(".git"))
     else:
         subprocess.run(["tar", "xf", str(source.path), "-C", str(tmp)], check=True)
         (top,) = [p for p in tmp.iterdir() if p.is_dir()]
@@ -377,7 +378,14 @@ def _build(name: str, key: str, source: Source, patches: list[tuple[str, bytes]]
         started = time.monotonic()
         with open(tmp / "build.log", "w") as log:
             tree = _unpacked_tree(source)
-            _switch_series(tree, patches)
+            try:
+                _switch_series(tree, patches)
+            except KernelBuildError as e:
+                # Someone edited the shared tree: start again from the source.
+                print(f"rmapwalk: {e}\nrmapwalk: unpacking the source again", file=sys.stderr)
+                shutil.rmtree(tree.parent)
+                tree = _unpacked_tree(source)
+                _switch_series(tree, patches)
             build_dir = root / "build" / source.ident
             config = _make_config(tree, root / "build" / f"{source.ident}-config", log)
             build_dir.mkdir(parents=True, exist_ok=True)
