@@ -58,7 +58,7 @@ env: $(STAMP)
 # Notebooks run with their default parameters, which are the book's values.  Simulations
 # are cached in build/analysis/ (see rmapwalk.analysis.simulation), so reruns only render.
 $(GENERATED)/%.ipynb: notebooks/%.ipynb $(STAMP) $(shell find src -name '*.py') | $(GENERATED)
-	$(PAPERMILL) --cwd notebooks $< $@.part && mv $@.part $@
+	$(PAPERMILL) --cwd notebooks $< $(@D)/.$*.part.ipynb && mv $(@D)/.$*.part.ipynb $@
 
 $(GENERATED):
 	mkdir -p $@
