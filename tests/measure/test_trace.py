@@ -115,3 +115,18 @@ def test_parse_file_gz(tmp_path):
     p = tmp_path / "trace.txt.gz"
     p.write_bytes(gzip.compress(stream(GOOD).encode()))
     assert len(trace.parse_file(p).walks) == 2
+
+
+def test_encoded_stream_round_trip():
+    import base64
+    import gzip
+    from rmapwalk.measure import initramfs
+    text = "\n".join(stream(GOOD).splitlines()[1:-1]) + "\n"
+    n = len(text.splitlines())
+    raw = (f"{BEGIN_MARK} {initramfs.ENCODING}\r\n"
+           + base64.encodebytes(gzip.compress(text.encode())).decode().replace("\n", "\r\n")
+           + f"{END_MARK} lines={n}\r\n")
+    assert len(trace.parse(initramfs.decode_stream(raw), "t.txt").walks) == 2
+    damaged = raw[:40] + "!" + raw[41:]
+    with pytest.raises(trace.TraceError, match="the guest sent 16 trace lines, 0 arrived"):
+        trace.parse(initramfs.decode_stream(damaged), "t.txt")

@@ -22,6 +22,7 @@ import datetime
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -104,6 +105,15 @@ def _keep_failure(sc_name: str, kernel: str, workdir: Path, reason: str) -> Path
     return dest
 
 
+def _ksm_merges(console: str) -> list[dict]:
+    """Full scans each ksm_merge step really ran: ksmd can finish a scan or two more between
+    the replayer's 1 ms polls and its run=0 (which waits for the batch under way)."""
+    return [{"step": int(m[1]), "full_scans_before": int(m[2]), "full_scans_after": int(m[3]),
+             "seconds": float(m[4])}
+            for m in re.finditer(r"rmapwalk-replayer: step (\d+): ksm full_scans (\d+) -> (\d+) "
+                                 r"in ([\d.]+) s", console)]
+
+
 def capture_one(sc, prog: str, kernel: str, image: Path, provenance: dict, accel: str,
                 accel_reason: str, out_root: Path, timeout: float) -> Path | None:
     """One boot; returns the run folder, or None after a failure (reported on stderr)."""
@@ -144,6 +154,7 @@ def capture_one(sc, prog: str, kernel: str, image: Path, provenance: dict, accel
                 "timing": {"host_boot_seconds": result.boot_seconds,
                            "host_wall_seconds": round(result.wall_seconds, 3),
                            "guest_replay_uptime": result.guest_replay},
+                "ksm_merges": _ksm_merges(result.console),
                 "trace": {"rmap_walk_events": parsed.events, "walk_rows": len(parsed.walks),
                           "walks_outside_pages": dict(parsed.outside),
                           "outcomes": len(parsed.outcomes)},

@@ -8,7 +8,8 @@ buffer-format.rst), so a new scenario never rebuilds the base.
 
 /init mounts proc, sysfs, devtmpfs, tracefs and a tmpfs, sizes the ftrace ring buffer,
 enables only ``events/rmap/rmap_walk``, runs the replayer, then streams the trace out on the
-second serial port (ttyS1) between ``BEGIN_MARK`` and ``END_MARK`` lines, prints
+second serial port (ttyS1), gzip'ed and base64-encoded, between ``BEGIN_MARK`` and
+``END_MARK lines=N`` lines (:func:`decode_stream` turns that back into text), prints
 ``RMAPWALK-EXIT status=N`` on the console and reboots (``-no-reboot`` makes QEMU exit;
 the tinyconfig kernel's ACPI cannot power off).  ksmd is left at ``run=0`` except
 inside ``ksm_merge`` steps (the replayer's business), so nothing merges between steps.
@@ -32,6 +33,7 @@ REPLAYER_DIR = Path(__file__).resolve().parent / "replayer"
 BEGIN_MARK = "@@RMAPWALK-TRACE-BEGIN@@"
 END_MARK = "@@RMAPWALK-TRACE-END@@"
 EXIT_MARK = "RMAPWALK-EXIT status="
+ENCODING = "gzip+base64"         # how /init sends the trace text on ttyS1
 PROBE_OK = "RMAPWALK-PROBE-OK"
 # per-CPU ring buffer; a 20,000-page sweep writes about 8 MB of events and markers
 BUFFER_SIZE_KB = 98304
@@ -68,8 +70,9 @@ t1=$(cut -d' ' -f1 /proc/uptime)
 echo "RMAPWALK-REPLAYED seconds=$t0..$t1"
 cat $T/trace > /tmp/trace.txt
 lines=$(wc -l < /tmp/trace.txt)
-stty -F /dev/ttyS1 raw -echo 2>/dev/null
-{{ echo "{BEGIN_MARK}"; cat /tmp/trace.txt; echo "{END_MARK} lines=$lines"; }} > /dev/ttyS1
+echo "RMAPWALK-TRACE-READ lines=$lines uptime=$(cut -d' ' -f1 /proc/uptime)"
+# gzip + base64: a 16550 under TCG moves ~250 KB/s, a 20,000-page sweep is ~20 MB of text
+{{ echo "{BEGIN_MARK} {ENCODING}"; gzip -c /tmp/trace.txt | base64; echo "{END_MARK} lines=$lines"; }} > /dev/ttyS1
 echo "RMAPWALK-STREAMED lines=$lines uptime=$(cut -d' ' -f1 /proc/uptime)"
 echo "{EXIT_MARK}$status"
 reboot -f
@@ -158,3 +161,30 @@ def initramfs_for(program: str, dest: Path) -> Path:
     """Write base + program archives, concatenated, to ``dest`` (the QEMU -initrd)."""
     dest.write_bytes(base_initramfs().read_bytes() + program_initramfs(program))
     return dest
+
+
+def decode_stream(raw: str) -> str:
+    """The ttyS1 stream as plain text: ``BEGIN_MARK``, the trace lines, ``END_MARK lines=N``.
+
+    A stream whose base64 or gzip is damaged or cut short is returned with the trace part
+    left out, so that the trace parser reports the line-count mismatch."""
+    import base64
+    import binascii
+    import zlib
+    lines = raw.replace("\r", "").split("\n")
+    try:
+        b = next(i for i, l in enumerate(lines) if l.startswith(BEGIN_MARK))
+    except StopIteration:
+        return raw
+    if lines[b].strip() != f"{BEGIN_MARK} {ENCODING}":
+        return raw
+    e = next((i for i in range(b + 1, len(lines)) if lines[i].startswith(END_MARK)), len(lines))
+    try:
+        text = gzip.decompress(base64.b64decode("".join(lines[b + 1:e]), validate=True))
+        body = text.decode("utf-8", "replace")
+    except (binascii.Error, OSError, EOFError, zlib.error, ValueError):
+        body = ""
+    if body and not body.endswith("\n"):
+        body += "\n"
+    tail = "\n".join(lines[e:]) if e < len(lines) else ""
+    return f"{BEGIN_MARK}\n{body}{tail}"

@@ -140,7 +140,7 @@ def run(kernel: Path, program: str, workdir: Path, timeout: float, accel: str = 
                   if "rmapwalk-replayer: error" in l or "RMAPWALK-ERROR" in l]
         raise VMRunError(f"the replayer failed (exit status {status}): "
                          + ("; ".join(errors) or "no message"), console, cmd)
-    trace = _read(workdir / "ttyS1.log")
+    trace = initramfs.decode_stream(_read(workdir / "ttyS1.log"))
     if initramfs.END_MARK not in trace:
         raise VMRunError("the trace stream on ttyS1 has no end marker (truncated)", console, cmd)
     replay = re.search(r"RMAPWALK-REPLAYED seconds=(\S+)", console)
