@@ -27,7 +27,7 @@ for a in "$@"; do
   prev="$a"
 done
 case "$FAKE_MODE" in
-  hang) echo "RMAPWALK-BOOTED" >> "$console"; sleep 60 ;;
+  hang) echo "RMAPWALK-BOOTED" >> "$console"; exec sleep 60 ;;
   panic) printf 'booting\\r\\nKernel panic - not syncing: Attempted to kill init!\\r\\n' >> "$console"; exit 0 ;;
   die) echo "RMAPWALK-BOOTED" >> "$console"; exit 1 ;;
   fail) echo "rmapwalk-replayer: error: step 3 (migrate): boom" >> "$console";

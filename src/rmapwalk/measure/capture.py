@@ -184,9 +184,15 @@ def run_capture(args: argparse.Namespace) -> int:
     failures = 0
     for kernel in kernels:
         _say(f"kernel {kernel}: getting the image (a build can take a while)")
-        image, provenance = _kernel(kernel, args.bzimage)
-        paths.BUILD.mkdir(parents=True, exist_ok=True)
-        accel, why = vm.choose_accel(args.accel, image, paths.BUILD / f"kvm-probe-{os.getpid()}")
+        try:
+            image, provenance = _kernel(kernel, args.bzimage)
+            paths.BUILD.mkdir(parents=True, exist_ok=True)
+            accel, why = vm.choose_accel(args.accel, image,
+                                         paths.BUILD / f"kvm-probe-{os.getpid()}")
+        except RuntimeError as e:  # KernelBuildError, VMRunError of the KVM probe
+            _say(f"kernel {kernel}: {e}")
+            failures += 1
+            continue
         _say(f"kernel {kernel}: {image}; accelerator {accel} ({why})")
         for r in range(args.repeat):
             _say(f"{sc.name} on {kernel}: boot {r + 1}/{args.repeat} "
