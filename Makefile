@@ -87,7 +87,9 @@ test: $(STAMP)
 # --- kernels and traces (measurement; targets added by the measurement side) -------------
 # kernels: build the baseline / patched / naive kernels (rmapwalk kernel build).
 # traces:  capture walks in the VM (rmapwalk capture) into data/traces/.
-# >>> measurement targets go here <<<
+# >>> measurement targets go here (replace these placeholders) <<<
+kernels traces:
+	@echo "make $@: not written yet; see kernel-config/README.md for the commands" >&2; exit 2
 
 clean:
 	rm -rf $(GENERATED) book/_build
