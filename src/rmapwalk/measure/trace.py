@@ -10,7 +10,8 @@ The text is what /init streamed on ttyS1: a ``BEGIN_MARK`` line, the contents of
     rmapwalk done scenario=NAME steps=N
     rmapwalk error step=S
 
-(``R`` percent-encoded).  The rmap_walk event payload (one per rmap_walk() call) is::
+(``R`` percent-encoded; ``result`` is ``moved``, ``stayed``, ``not-migrated`` (move_pages
+gave up after migrate_pages' retries), ``error`` with ``errno``, or ``ok`` for idle).  The rmap_walk event payload (one per rmap_walk() call) is::
 
     folio=%p pfn=%#lx index=%#lx rwc=%p rmap_one=%ps type=%s locked=%d duration_ns=%llu
     iterations=%lu skip_addr=%lu skip_mm=%lu rmap_one_calls=%lu

@@ -533,6 +533,19 @@ static int do_migrate(const struct op *o)
 	if (ret < 0)
 		return fail("move_pages of page %ld of region %s to node %d: %s (%s)", o->a[1],
 			    regions[o->a[0]].name, target, errname(errno), strerror(errno));
+	if (ret > 0) {
+		/*
+		 * mm/migrate.c move_pages_and_store_status(): when migrate_pages() gave up (after
+		 * its retries) the syscall returns the number of pages not migrated and leaves
+		 * status unwritten, so ask where the page is now.
+		 */
+		if (move_pages(addr, NULL, &after, 0) < 0)
+			return fail("move_pages (query after) of page %ld of region %s: %s",
+				    o->a[1], regions[o->a[0]].name, errname(errno));
+		return marker("rmapwalk outcome step=%d kind=migrate region=%s page=%ld proc=%d "
+			      "result=not-migrated from=%d to=%d", current_step,
+			      regions[o->a[0]].name, o->a[1], my_id, before, after);
+	}
 	if (after < 0)
 		return marker("rmapwalk outcome step=%d kind=migrate region=%s page=%ld proc=%d "
 			      "result=error errno=%s from=%d to=%d", current_step,
