@@ -58,8 +58,8 @@ def test_processes_regions_and_holes():
     assert program.process_parents(sc) == {1: 0, 2: 0, 3: 2}
     lines = program.compile_program(sc).splitlines()
     assert "procs 4" in lines and "parent 3 2" in lines
-    assert "region 1 file%20region 4 0x101000000000 file" in lines
-    assert "region 2 B 4 0x102000000000 anon" in lines       # mremap target, own region
+    assert "region 1 file%20region 4 0x110000000000 file" in lines
+    assert "region 2 B 4 0x120000000000 anon" in lines       # mremap target, own region
     assert "fork 1 2" in lines and "fork 3 1" in lines
     assert "mremap 0 8 4 2" in lines
     assert [l for l in lines if l.startswith("idle 1")] == [f"idle 1 {p}" for p in range(4)]

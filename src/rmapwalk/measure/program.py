@@ -47,12 +47,14 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote
 
-from rmapwalk.scenario import Scenario, ScenarioError, mprotect_ranges, page_list
+from rmapwalk.scenario import (REGION_BASE, REGION_STRIDE, Scenario, ScenarioError,
+                               mprotect_ranges, page_list)
 
 VERSION = 1
 PAGE_SIZE = 4096
-REGION_BASE = 0x1000_0000_0000        # 16 TiB: above anything the loader or malloc uses
-REGION_STRIDE = 0x10_0000_0000        # 64 GiB between region bases
+# Region addresses are part of the scenario contract (scenario.REGION_BASE/REGION_STRIDE):
+# the model places the regions at the same addresses, which matters to the naive query.
+REGION_STRIDE = REGION_STRIDE
 MAX_REGIONS = (0x7000_0000_0000 - REGION_BASE) // REGION_STRIDE
 NODES = 2
 PAGES_TO_SCAN = 100_000
@@ -99,19 +101,23 @@ def compile_program(scenario: Scenario) -> str:
     lines = [f"rmapwalk-program {VERSION}", f"scenario {scenario.name}", f"procs {nprocs}"]
     lines += [f"parent {child} {parent}" for child, parent in sorted(parents.items())]
     lines.append(f"nodes {NODES}")
-    lines.append(f"ksm {scenario.max_page_sharing} {PAGES_TO_SCAN} {KSM_TIMEOUT_S}")
+    # One ksmd batch must cover a whole scan (ksm_do_scan stops at the end of a scan), so
+    # every pass of the replayer's scan protocol is exactly one full scan.
+    pages_to_scan = max(PAGES_TO_SCAN, sum(sizes.values()) * nprocs + 1)
+    lines.append(f"ksm {scenario.max_page_sharing} {pages_to_scan} {KSM_TIMEOUT_S}")
     for s in scenario.steps:
         if s.kind == "mmap":
             backing[s["region"]] = s.get("backing", "anon")
         elif s.kind == "mremap":
             backing[s["to"]] = backing[s["region"]]
+    addresses = scenario.region_addresses
     for name, rid in rids.items():
         if sizes[name] * PAGE_SIZE > REGION_STRIDE:
             raise ScenarioError(scenario.path, None,
                                 f"region {name!r} of {sizes[name]} pages exceeds the replayer's "
                                 f"{REGION_STRIDE // PAGE_SIZE} pages per region")
         lines.append(f"region {rid} {encode_name(name)} {sizes[name]} "
-                     f"{REGION_BASE + rid * REGION_STRIDE:#x} {backing[name]}")
+                     f"{addresses[name]:#x} {backing[name]}")
 
     holes: set[tuple[int, str]] = set()     # (proc, region) with unmapped ranges
     next_child = 1

@@ -453,16 +453,42 @@ static int do_mergeable(const struct op *o)
 		    strerror(errno));
 }
 
+/*
+ * One full scan per ksmd batch, and no scan we did not ask for.  ksmd (mm/ksm.c
+ * ksm_scan_thread) runs a batch of pages_to_scan pages, which ends early at the end of a
+ * full scan (ksm_do_scan returns when scan_get_next_rmap_item() does), then sleeps
+ * sleep_millisecs, waking early only when sleep_millisecs is written.  With pages_to_scan
+ * above a scan's size and a long sleep, each batch is exactly the rest of one full scan;
+ * writing a new sleep_millisecs starts the next one.  With sleep_millisecs=0 ksmd would
+ * start another scan at once, and run=0 waits for that batch (ksm_thread_mutex), so the
+ * count of scans would depend on timing.
+ */
+#define KSM_PARK_MS 600000L
+static long ksm_poke = KSM_PARK_MS;
+
+static int ksm_next_scan(void)
+{
+	ksm_poke = ksm_poke == KSM_PARK_MS ? KSM_PARK_MS + 1 : KSM_PARK_MS;
+	return sysfs_write(ksm_dir, "sleep_millisecs", ksm_poke);
+}
+
 static int do_ksm_merge(long full_scans)
 {
-	long start, cur;
-	double t0 = now();
+	long start, cur, seen;
+	double t0 = now(), poked;
+	struct timespec settle = { 0, 20 * 1000 * 1000 };
 
-	if (sysfs_read(ksm_dir, "full_scans", &start) || sysfs_write(ksm_dir, "run", 1))
+	/*
+	 * Poke first, then run=1: whichever wait ksmd is in (run=0's, or a long sleep left
+	 * from an earlier step), exactly one batch starts.
+	 */
+	if (sysfs_read(ksm_dir, "full_scans", &start) || ksm_next_scan() ||
+	    sysfs_write(ksm_dir, "run", 1))
 		return -1;
-	cur = start;
+	poked = now();
+	cur = seen = start;
 	while (cur < start + full_scans) {
-		struct timespec ts = { 0, 1000 * 1000 };	/* 1 ms: overshoot little */
+		struct timespec ts = { 0, 2 * 1000 * 1000 };
 
 		if (now() - t0 > (double)ksm_timeout) {
 			sysfs_write(ksm_dir, "run", 0);
@@ -472,9 +498,24 @@ static int do_ksm_merge(long full_scans)
 		nanosleep(&ts, NULL);
 		if (sysfs_read(ksm_dir, "full_scans", &cur))
 			return -1;
+		if (cur != seen && cur < start + full_scans) {
+			/* let ksmd read sleep_millisecs and go to sleep before the next poke */
+			nanosleep(&settle, NULL);
+			seen = cur;
+			if (ksm_next_scan())
+				return -1;
+			poked = now();
+		} else if (cur == seen && now() - poked > 5.0) {
+			/* a poke that came too early is repeated; mid-batch it changes nothing */
+			if (ksm_next_scan())
+				return -1;
+			poked = now();
+		}
 	}
 	/* run=0 stops ksmd and keeps the merged pages (Documentation/admin-guide/mm/ksm.rst) */
 	if (sysfs_write(ksm_dir, "run", 0))
+		return -1;
+	if (sysfs_read(ksm_dir, "full_scans", &cur))
 		return -1;
 	printf("rmapwalk-replayer: step %d: ksm full_scans %ld -> %ld in %.2f s\n", current_step,
 	       start, cur, now() - t0);
@@ -740,7 +781,7 @@ static int controller(void)
 		/* before anything merges: the kernel refuses a change while KSM pages exist */
 		if (sysfs_write(ksm_dir, "run", 0) ||
 		    sysfs_write(ksm_dir, "max_page_sharing", max_page_sharing) ||
-		    sysfs_write(ksm_dir, "sleep_millisecs", 0) ||
+		    sysfs_write(ksm_dir, "sleep_millisecs", KSM_PARK_MS) ||
 		    sysfs_write(ksm_dir, "pages_to_scan", pages_to_scan))
 			return -1;
 	}
