@@ -28,7 +28,7 @@ EXECUTED := $(patsubst notebooks/%.ipynb,$(GENERATED)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(BIN)papermill --kernel python3 --log-level WARNING --no-progress-bar
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: help env book notebooks test run clean kernels traces
+.PHONY: help env book notebooks test run clean kernels traces vm-packages
 
 help:
 	@echo "make book    environment, notebooks (papermill) into $(GENERATED)/, book into book/_build/html"
@@ -81,15 +81,47 @@ run: $(STAMP)
 	echo "run: $$out"
 
 # --- tests ------------------------------------------------------------------------------
-test: $(STAMP)
+# The end-to-end VM tests need the kernels: `kernels` builds them when the cache has none
+# (about 8 min fresh, seconds when cached); SKIP_KERNELS=1 skips that (the VM tests then skip).
+test: $(STAMP) $(if $(SKIP_KERNELS),,kernels)
 	$(BIN)python -m pytest $(PYTEST_ARGS)
 
-# --- kernels and traces (measurement; targets added by the measurement side) -------------
-# kernels: build the baseline / patched / naive kernels (rmapwalk kernel build).
-# traces:  capture walks in the VM (rmapwalk capture) into data/traces/.
-# >>> measurement targets go here (replace these placeholders) <<<
-kernels traces:
-	@echo "make $@: not written yet; see kernel-config/README.md for the commands" >&2; exit 2
+# --- kernels and traces (measurement) --------------------------------------------------
+# kernels: build the baseline / patched / naive kernels, cached outside the checkout in
+#          $${RMAPWALK_CACHE:-~/.cache/rmapwalk}/kernels (about 8 min fresh on 2 cores).
+# traces:  capture the committed data set in QEMU into build/traces.new, check its manifests,
+#          and only then replace data/traces (a failed capture leaves data/traces alone).
+#          TRACE_RUNS runs per kernel for the seed benchmark cases, SWEEP_RUNS for the sweep.
+TRACE_RUNS ?= 8
+SWEEP_RUNS ?= 3
+CAPTURE = $(BIN)rmapwalk capture --out build/traces.new
+VM_PACKAGES := qemu-system-x86 busybox-static linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio dwarves gcc make
+
+vm-packages:
+	@missing=$$(for p in $(VM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing \
+	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }; \
+	  else echo "make: install the Debian packages: $$missing" >&2; exit 2; fi; \
+	fi
+
+kernels: $(STAMP) vm-packages
+	$(BIN)rmapwalk kernel build --kernel all
+
+traces: kernels
+	rm -rf build/traces.new
+	for s in seed-benchmark seed-benchmark-anon seed-benchmark-file; do \
+	  $(CAPTURE) data/scenarios/$$s.yaml --kernel baseline --repeat $(TRACE_RUNS); \
+	  $(CAPTURE) data/scenarios/$$s.yaml --kernel patched --repeat $(TRACE_RUNS); done
+	for n in 1000 2000 5000 10000 20000; do \
+	  $(CAPTURE) data/scenarios/vma-sweep-$$n.yaml --kernel baseline --repeat $(SWEEP_RUNS); \
+	  $(CAPTURE) data/scenarios/vma-sweep-$$n.yaml --kernel patched --repeat $(SWEEP_RUNS); done
+	for s in ksm-and-mremap ci-small fork-fanout production-v1; do \
+	  $(CAPTURE) data/scenarios/$$s.yaml --kernel all; done
+	$(BIN)rmapwalk verify build/traces.new
+	rm -rf data/traces.old && if [ -d data/traces ]; then mv data/traces data/traces.old; fi
+	mv build/traces.new data/traces && rm -rf data/traces.old
+	@echo "traces: data/traces (commit it with its manifests)"
 
 clean:
 	rm -rf $(GENERATED) book/_build

@@ -69,10 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .measure import kernel as mkernel
         p = sub.add_parser("kernel", help="build the baseline, patched and naive kernels")
-        ksub = p.add_subparsers(dest="kernel_command", required=True)
-        pb = ksub.add_parser("build", help="build (or find cached) kernels")
-        mkernel.add_arguments(pb)
-        pb.set_defaults(func=mkernel.run)
+        mkernel.add_arguments(p)        # its own subcommands: build, show
+        p.set_defaults(func=mkernel.run)
     except ImportError:
         pass
     try:
