@@ -1,0 +1,359 @@
+"""Measured walks: the capture runs under ``data/traces/`` read into pandas, and the
+statistics the book quotes from them.
+
+A capture run folder is ``<root>/<scenario>/<kernel>/run-<k>/`` with ``walks.csv`` (the
+shared walks columns, :data:`rmapwalk.walks.COLUMNS`, plus ``duration_ns``, ``pfn``,
+``index``, ``proc``: one row per ``rmap:rmap_walk`` event inside a page window),
+``outcomes.csv`` and ``manifest.json`` (see :mod:`rmapwalk.measure.manifest`).  Kernels are
+``baseline`` (6.12, query ``[0, ULONG_MAX]``), ``patched`` (v4, stored page index) and
+``naive`` (v1-v3, ``address >> PAGE_SHIFT``).
+
+Durations are the tracepoint's ``duration_ns`` inside a QEMU TCG guest: emulated time,
+many times slower than a real CPU and not comparable with the thread's milliseconds.  The
+statistics therefore report ratios and per-iteration costs next to the medians.
+
+Every interval is a ``scipy.stats.bootstrap`` interval (percentile method, seeded); tests
+are ``scipy.stats.mannwhitneyu``; the shift is the Hodges-Lehmann estimator (median of all
+pairwise differences) and the effect size Cliff's delta (equal to the rank-biserial
+correlation ``2U/(n_a n_b) - 1``).
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .. import paths
+from ..walks import COLUMNS, COUNTERS, PAGE_TYPES
+
+EXTRA_COLUMNS = ("duration_ns", "pfn", "index", "proc")
+WALK_COLUMNS = (*COLUMNS, *EXTRA_COLUMNS)
+INT_COLUMNS = ("step", "page", *COUNTERS, "duration_ns", "pfn", "index", "proc")
+OUTCOME_COLUMNS = ("step", "region", "page", "proc", "op", "result")
+KERNELS = ("baseline", "patched", "naive")
+RUN_RE = re.compile(r"^run-(\d+)$")
+
+
+class TraceDataError(ValueError):
+    """A run folder's file is missing or malformed; the message starts with the file."""
+
+
+def run_folders(root: str | Path) -> list[tuple[str, str, int, Path]]:
+    """Every ``(scenario, kernel, run, folder)`` under ``root``, sorted; [] if none."""
+    root = Path(root)
+    out = []
+    if not root.is_dir():
+        return out
+    for folder in root.glob("*/*/run-*"):
+        m = RUN_RE.match(folder.name)
+        if folder.is_dir() and m:
+            out.append((folder.parent.parent.name, folder.parent.name, int(m.group(1)), folder))
+    return sorted(out, key=lambda r: (r[0], r[1], r[2]))
+
+
+def inventory(root: str | Path) -> pd.DataFrame:
+    """Runs per scenario and kernel (a scenario x kernel table of counts)."""
+    rows = [{"scenario": s, "kernel": k, "run": r} for s, k, r, _ in run_folders(root)]
+    if not rows:
+        return pd.DataFrame(columns=list(KERNELS)).rename_axis("scenario")
+    t = pd.DataFrame(rows).pivot_table(index="scenario", columns="kernel", values="run",
+                                       aggfunc="count", fill_value=0)
+    return t[[k for k in KERNELS if k in t.columns] + [k for k in t.columns if k not in KERNELS]]
+
+
+def _read_csv(path: Path, required: tuple[str, ...], ints: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise TraceDataError(f"{path}: missing (every run folder needs it)")
+    try:
+        df = pd.read_csv(path, dtype={"region": str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise TraceDataError(f"{path}: not a readable CSV table: {e}") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise TraceDataError(f"{path}: lacks column(s) {', '.join(missing)}; "
+                             f"expected {', '.join(required)}")
+    for c in ints:
+        if c not in df.columns:
+            continue
+        v = pd.to_numeric(df[c], errors="coerce")
+        bad = v.isna() | (v < 0) | (v != v.round())
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise TraceDataError(f"{path}:{i + 2}: column {c!r} must be a non-negative integer, "
+                                 f"got {df[c].iloc[i]!r}")
+        df[c] = v.astype("int64")
+    return df
+
+
+def read_walks_csv(path: str | Path) -> pd.DataFrame:
+    """One run's walks.csv, validated: columns, integer counters, known page types, and
+    ``iterations = skip_addr + skip_mm + rmap_one + (the iterations rmap_one's caller
+    stopped early)`` at least as large as the skips plus calls."""
+    path = Path(path)
+    df = _read_csv(path, WALK_COLUMNS, INT_COLUMNS)
+    bad = ~df["page_type"].isin(PAGE_TYPES)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise TraceDataError(f"{path}:{i + 2}: page_type {df['page_type'].iloc[i]!r}, expected "
+                             f"one of {', '.join(PAGE_TYPES)}")
+    over = df["skip_addr"] + df["skip_mm"] + df["rmap_one"] > df["iterations"]
+    if over.any():
+        i = int(np.flatnonzero(over.to_numpy())[0])
+        raise TraceDataError(f"{path}:{i + 2}: skip_addr + skip_mm + rmap_one exceeds iterations")
+    return df
+
+
+def load(root: str | Path | None = None, scenario: str | None = None,
+         kernels=KERNELS) -> pd.DataFrame:
+    """All walks of every run under ``root`` (default ``data/traces``), optionally of one
+    scenario, as one table with ``scenario``, ``kernel``, ``run`` and ``walk`` (the row's
+    position in its run) in front of the walks columns.  A run folder without a readable
+    walks.csv raises :class:`TraceDataError` naming the file."""
+    root = Path(root) if root not in (None, "") else paths.TRACES
+    frames = []
+    for s, k, r, folder in run_folders(root):
+        if (scenario is not None and s != scenario) or k not in kernels:
+            continue
+        df = read_walks_csv(folder / "walks.csv")
+        df.insert(0, "walk", np.arange(len(df)))
+        df.insert(0, "run", r)
+        df.insert(0, "kernel", k)
+        df.insert(0, "scenario", s)
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["scenario", "kernel", "run", "walk", *WALK_COLUMNS])
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_outcomes(root: str | Path | None = None, scenario: str | None = None) -> pd.DataFrame:
+    """Every run's outcomes.csv (how each migration or idle step ended), with scenario,
+    kernel and run in front."""
+    root = Path(root) if root not in (None, "") else paths.TRACES
+    frames = []
+    for s, k, r, folder in run_folders(root):
+        if scenario is not None and s != scenario:
+            continue
+        df = _read_csv(folder / "outcomes.csv", OUTCOME_COLUMNS, ("step", "page", "proc"))
+        df.insert(0, "run", r)
+        df.insert(0, "kernel", k)
+        df.insert(0, "scenario", s)
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["scenario", "kernel", "run", *OUTCOME_COLUMNS])
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- statistics ------------------------------------------------------------------------
+def _bootstrap(data, statistic, confidence: float, resamples: int, seed: int,
+               paired: bool = False) -> tuple[float, float]:
+    """Percentile bootstrap interval; (nan, nan) when a sample has fewer than two values,
+    and the point itself when every resample gives the same value."""
+    if any(len(d) < 2 for d in data):
+        return float("nan"), float("nan")
+    if all(np.all(d == d[0]) for d in data):
+        v = float(statistic(*data, axis=-1))
+        return v, v
+    with warnings.catch_warnings():   # a degenerate resample distribution is reported as is
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        res = stats.bootstrap(data, statistic, confidence_level=confidence, n_resamples=resamples,
+                              method="percentile", paired=paired, vectorized=True,
+                              rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _median(x, axis=-1):
+    return np.median(x, axis=axis)
+
+
+def _median_ratio(a, b, axis=-1):
+    return np.median(a, axis=axis) / np.median(b, axis=axis)
+
+
+def median_ci(x, *, confidence: float = 0.95, resamples: int = 9999, seed: int = 0) -> dict:
+    """Median of ``x`` with its bootstrap interval: ``{"n", "median", "low", "high"}``."""
+    x = np.asarray(x, float)
+    low, high = _bootstrap((x,), _median, confidence, resamples, seed)
+    return {"n": len(x), "median": float(np.median(x)) if len(x) else float("nan"),
+            "low": low, "high": high}
+
+
+def ratio_ci(a, b, *, confidence: float = 0.95, resamples: int = 9999, seed: int = 0) -> dict:
+    """median(a) / median(b) with a bootstrap interval (the two samples resampled apart)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    point = float(np.median(a) / np.median(b)) if len(a) and len(b) else float("nan")
+    low, high = _bootstrap((a, b), _median_ratio, confidence, resamples, seed)
+    return {"ratio": point, "low": low, "high": high}
+
+
+def hodges_lehmann(a, b) -> float:
+    """The Hodges-Lehmann shift: the median of all pairwise differences a_i - b_j."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.median(np.subtract.outer(a, b))) if len(a) and len(b) else float("nan")
+
+
+def cliffs_delta(a, b) -> float:
+    """P(a > b) - P(a < b) over all pairs, in [-1, 1]; equals the rank-biserial correlation
+    of the Mann-Whitney U test, 2U/(n_a n_b) - 1."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if not len(a) or not len(b):
+        return float("nan")
+    d = np.subtract.outer(a, b)
+    return float((np.sign(d)).mean())
+
+
+def compare(a, b, *, confidence: float = 0.95, resamples: int = 9999, seed: int = 0) -> dict:
+    """Two samples (e.g. baseline and patched durations): medians with intervals, the
+    median ratio a/b with its interval, Mann-Whitney U (two-sided), Hodges-Lehmann shift
+    and Cliff's delta."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ma = median_ci(a, confidence=confidence, resamples=resamples, seed=seed)
+    mb = median_ci(b, confidence=confidence, resamples=resamples, seed=seed)
+    r = ratio_ci(a, b, confidence=confidence, resamples=resamples, seed=seed)
+    if len(a) and len(b):
+        u = stats.mannwhitneyu(a, b, alternative="two-sided")
+        U, p = float(u.statistic), float(u.pvalue)
+    else:
+        U = p = float("nan")
+    return {"n_a": ma["n"], "median_a": ma["median"], "low_a": ma["low"], "high_a": ma["high"],
+            "n_b": mb["n"], "median_b": mb["median"], "low_b": mb["low"], "high_b": mb["high"],
+            "ratio": r["ratio"], "ratio_low": r["low"], "ratio_high": r["high"],
+            "U": U, "p": p, "hl_shift": hodges_lehmann(a, b), "cliffs_delta": cliffs_delta(a, b)}
+
+
+def kernel_comparison(walks: pd.DataFrame, value: str = "duration_ns", *, a: str = "baseline",
+                      b: str = "patched", by=("page_type",), confidence: float = 0.95,
+                      resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
+    """:func:`compare` of ``value`` between kernels ``a`` and ``b``, one row per group of
+    ``by`` (e.g. page type, or page type and reason).  Groups one kernel lacks are left out
+    (the notebook reports the inventory next to it)."""
+    by = list(by)
+    rows = []
+    for key, g in walks.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        xa = g.loc[g["kernel"] == a, value].to_numpy(float)
+        xb = g.loc[g["kernel"] == b, value].to_numpy(float)
+        if not len(xa) or not len(xb):
+            continue
+        rows.append({**dict(zip(by, key)), **compare(xa, xb, confidence=confidence,
+                                                      resamples=resamples, seed=seed)})
+    cols = [*by, "n_a", "median_a", "low_a", "high_a", "n_b", "median_b", "low_b", "high_b",
+            "ratio", "ratio_low", "ratio_high", "U", "p", "hl_shift", "cliffs_delta"]
+    return pd.DataFrame(rows, columns=cols).set_index(by)
+
+
+def skip_ratio(walks: pd.DataFrame, *, confidence: float = 0.95, resamples: int = 9999,
+               seed: int = 0) -> dict:
+    """The measured skip ratio: summed skip_addr over summed iterations, with a bootstrap
+    interval that resamples whole walks (skip_addr and iterations kept together)."""
+    s = walks["skip_addr"].to_numpy(float)
+    it = walks["iterations"].to_numpy(float)
+    total = it.sum()
+    point = float(s.sum() / total) if total else float("nan")
+    low, high = _bootstrap((s, it), lambda x, y, axis=-1: x.sum(axis=axis) / y.sum(axis=axis),
+                           confidence, resamples, seed, paired=True)
+    return {"walks": len(walks), "skip_addr": int(s.sum()), "iterations": int(total),
+            "skip_ratio": point, "low": low, "high": high}
+
+
+def skip_ratios(walks: pd.DataFrame, by=("kernel", "page_type"), **kw) -> pd.DataFrame:
+    """:func:`skip_ratio` per group."""
+    by = list(by)
+    rows = [{**dict(zip(by, key if isinstance(key, tuple) else (key,))), **skip_ratio(g, **kw)}
+            for key, g in walks.groupby(by, sort=True)]
+    return pd.DataFrame(rows, columns=[*by, "walks", "skip_addr", "iterations", "skip_ratio",
+                                       "low", "high"]).set_index(by)
+
+
+def counters_per_walk(walks: pd.DataFrame, by=("kernel", "page_type", "reason")) -> pd.DataFrame:
+    """Median and max of each counter per walk, per group."""
+    by = list(by)
+    agg = walks.groupby(by)[list(COUNTERS)].agg(["median", "max"])
+    agg.columns = [f"{c}_{s}" for c, s in agg.columns]
+    agg.insert(0, "walks", walks.groupby(by).size())
+    return agg
+
+
+# --- scaling: walk cost against loop iterations (the vma-sweep scenarios) -----------------
+# The thread's numbers, for predictions (reference/FACTS.md).
+V1_ITERATIONS = 22169           # v1 report, production: iterations of the longest walk
+V1_MS = 228.65                  # ... and its lock hold time
+V4_AVG_MS, V4_MAX_MS = 532.04, 705.12   # v4 2/5: rmap_benchmark, KSM pages, 20,000 pages
+
+
+def sweep_walks(walks: pd.DataFrame, prefix: str = "vma-sweep-") -> pd.DataFrame:
+    """The walks of the ``vma-sweep-<n>`` scenarios with a ``vmas`` column (n)."""
+    w = walks[walks["scenario"].str.startswith(prefix)].copy()
+    w["vmas"] = pd.to_numeric(w["scenario"].str[len(prefix):], errors="coerce")
+    return w[w["vmas"].notna()].astype({"vmas": "int64"})
+
+
+def fit_cost(walks: pd.DataFrame, *, confidence: float = 0.95, resamples: int = 9999,
+             seed: int = 0) -> dict:
+    """Least-squares line ``duration_ns = slope * iterations + intercept`` over walks, by
+    ``scipy.stats.linregress``; the slope (ns per loop iteration) gets both the t interval
+    of linregress and a bootstrap interval that resamples walks."""
+    x = walks["iterations"].to_numpy(float)
+    y = walks["duration_ns"].to_numpy(float)
+    out = {"walks": len(x), "slope": float("nan"), "intercept": float("nan"), "r2": float("nan"),
+           "slope_low": float("nan"), "slope_high": float("nan"),
+           "slope_boot_low": float("nan"), "slope_boot_high": float("nan"),
+           "intercept_low": float("nan"), "intercept_high": float("nan")}
+    if len(x) < 3 or np.ptp(x) == 0:
+        return out
+    lr = stats.linregress(x, y)
+    t = stats.t.ppf(0.5 + confidence / 2, len(x) - 2)
+    out.update(slope=float(lr.slope), intercept=float(lr.intercept), r2=float(lr.rvalue ** 2),
+               slope_low=float(lr.slope - t * lr.stderr), slope_high=float(lr.slope + t * lr.stderr),
+               intercept_low=float(lr.intercept - t * lr.intercept_stderr),
+               intercept_high=float(lr.intercept + t * lr.intercept_stderr))
+    slope = lambda xs, ys, axis=-1: _slope(xs, ys, axis)   # noqa: E731 (bootstrap statistic)
+    out["slope_boot_low"], out["slope_boot_high"] = _bootstrap(
+        (x, y), slope, confidence, resamples, seed, paired=True)
+    return out
+
+
+def _slope(x, y, axis=-1):
+    xm = x - x.mean(axis=axis, keepdims=True)
+    ym = y - y.mean(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (xm * ym).sum(axis=axis) / (xm * xm).sum(axis=axis)
+
+
+def rate(walks: pd.DataFrame, *, confidence: float = 0.95, resamples: int = 9999,
+         seed: int = 0) -> dict:
+    """Cost per loop iteration as a ratio estimator, summed duration over summed
+    iterations (ns per iteration, a line through the origin), with a bootstrap interval
+    that resamples whole walks.  Unlike the free line of :func:`fit_cost`, whose intercept
+    is fixed by walks of millions of iterations, it can be scaled down to short walks."""
+    d = walks["duration_ns"].to_numpy(float)
+    it = walks["iterations"].to_numpy(float)
+    point = float(d.sum() / it.sum()) if it.sum() else float("nan")
+    low, high = _bootstrap((d, it), lambda x, y, axis=-1: x.sum(axis=axis) / y.sum(axis=axis),
+                           confidence, resamples, seed, paired=True)
+    return {"walks": len(d), "ns_per_iteration": point, "low": low, "high": high}
+
+
+def predict(r: dict, iterations: float) -> dict:
+    """Duration (ms) of a walk of ``iterations`` at the cost per iteration ``r`` of
+    :func:`rate`, with the interval carried over."""
+    return {"iterations": float(iterations), "ms": r["ns_per_iteration"] * iterations / 1e6,
+            "low_ms": r["low"] * iterations / 1e6, "high_ms": r["high"] * iterations / 1e6}
+
+
+def per_vmas(walks: pd.DataFrame, *, confidence: float = 0.95, resamples: int = 9999,
+             seed: int = 0) -> pd.DataFrame:
+    """Per kernel and sweep size: walks, median iterations and median duration (with its
+    interval) of the sweep's walks."""
+    rows = []
+    for (k, n), g in walks.groupby(["kernel", "vmas"], sort=True):
+        m = median_ci(g["duration_ns"], confidence=confidence, resamples=resamples, seed=seed)
+        rows.append({"kernel": k, "vmas": n, "walks": len(g), "runs": g["run"].nunique(),
+                     "iterations_median": float(g["iterations"].median()),
+                     "duration_ms_median": m["median"] / 1e6, "low_ms": m["low"] / 1e6,
+                     "high_ms": m["high"] / 1e6})
+    return pd.DataFrame(rows, columns=["kernel", "vmas", "walks", "runs", "iterations_median",
+                                       "duration_ms_median", "low_ms", "high_ms"])
