@@ -251,33 +251,27 @@ def vma_address(vma, pgoff: int) -> int:
     return vma.vm_start + ((pgoff - vma.vm_pgoff) << 12)
 
 
-def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl, stats: RmapWalkStats) -> None:
-    """mm/rmap.c ``rmap_walk_anon``: query the folio's anon_vma at its index."""
-    tree = folio.anon_vma.rb_root  # folio_anon_vma(folio)
+def _rmap_walk_pgoff(tree, folio: Folio, vma_of, rwc: RmapWalkControl, stats: RmapWalkStats) -> None:
+    """The loop rmap_walk_anon and rmap_walk_file share: the tree queried at the folio's
+    index, rmap_one on every VMA found, stop when rmap_one or done() says so."""
     pgoff = folio.index
     before = tree.touched
     for node in tree.foreach(pgoff, pgoff):
         stats.iterations += 1
-        vma = node.item.vma
+        vma = vma_of(node)
         stats.rmap_one += 1
         if not rwc.rmap_one(folio, vma, vma_address(vma, pgoff)):
             break
         if rwc.done is not None and rwc.done(folio):
             break
     stats.touched += tree.touched - before
+
+
+def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl, stats: RmapWalkStats) -> None:
+    """mm/rmap.c ``rmap_walk_anon``: query the folio's anon_vma at its index."""
+    _rmap_walk_pgoff(folio.anon_vma.rb_root, folio, lambda node: node.item.vma, rwc, stats)
 
 
 def rmap_walk_file(folio: Folio, rwc: RmapWalkControl, stats: RmapWalkStats) -> None:
     """mm/rmap.c ``rmap_walk_file``: query the mapping's i_mmap at the folio's index."""
-    tree = folio.mapping.i_mmap
-    pgoff = folio.index
-    before = tree.touched
-    for node in tree.foreach(pgoff, pgoff):
-        stats.iterations += 1
-        vma = node.item
-        stats.rmap_one += 1
-        if not rwc.rmap_one(folio, vma, vma_address(vma, pgoff)):
-            break
-        if rwc.done is not None and rwc.done(folio):
-            break
-    stats.touched += tree.touched - before
+    _rmap_walk_pgoff(folio.mapping.i_mmap, folio, lambda node: node.item, rwc, stats)
