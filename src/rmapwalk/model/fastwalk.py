@@ -33,6 +33,7 @@ class TreeView:
         nodes = tree.inorder()
         self.n = len(nodes)
         self.starts = [nd.start for nd in nodes]
+        self.lasts = [nd.last for nd in nodes]
         self.lasts_sorted = sorted(nd.last for nd in nodes)
         self.start_arr = np.fromiter((min(s, 2**63 - 1) for s in self.starts), np.int64, self.n)
         self.last_arr = np.fromiter((min(nd.last, 2**63 - 1) for nd in nodes), np.int64, self.n)
@@ -66,8 +67,7 @@ class TreeView:
             i = bisect.bisect_right(starts, addr) - 1
             if i >= 0 and ends[i] > addr:
                 pos = poss[i]
-                if self.starts[pos] <= ql and (ql >= ULONG_MAX and qs == 0 or
-                                               vmas[i].vm_pgoff + vmas[i].pages - 1 >= qs):
+                if self.starts[pos] <= ql and self.lasts[pos] >= qs:
                     hits.append((pos, vmas[i]))
         hits.sort(key=lambda h: h[0])
         return hits
