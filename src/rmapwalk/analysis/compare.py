@@ -80,3 +80,24 @@ def disagreements(matched: pd.DataFrame) -> pd.DataFrame:
     ok = matched[[f"{f}_agree" for f in FIELDS]].all(axis=1)
     cols = [c for c in matched.columns if not c.endswith("_agree")]
     return matched.loc[~ok, cols].reset_index(drop=True)
+
+
+def agreement_figure(table: pd.DataFrame):
+    """Heat map of the share of walks that agree, rows ``scenario / kernel``, columns the
+    fields, each cell annotated ``agree/walks``."""
+    import matplotlib.pyplot as plt   # noqa: PLC0415 (plotting only when asked)
+    import seaborn as sns             # noqa: PLC0415
+    t = table.reset_index()
+    t["row"] = t["scenario"] + " / " + t["kernel"]
+    share = t.pivot(index="row", columns="field", values="agree") / \
+        t.pivot(index="row", columns="field", values="walks")
+    annot = t.assign(a=t["agree"].astype(str) + "/" + t["walks"].astype(str)) \
+        .pivot(index="row", columns="field", values="a")
+    cols = [f for f in FIELDS if f in share.columns]
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.38 * len(share)))
+    sns.heatmap(share[cols], annot=annot[cols], fmt="", vmin=0, vmax=1, cmap="RdYlGn",
+                cbar_kws={"label": "share of walks that agree"}, ax=ax, annot_kws={"fontsize": 8})
+    ax.set_xlabel("field compared")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig

@@ -346,14 +346,115 @@ def predict(r: dict, iterations: float) -> dict:
 
 def per_vmas(walks: pd.DataFrame, *, confidence: float = 0.95, resamples: int = 9999,
              seed: int = 0) -> pd.DataFrame:
-    """Per kernel and sweep size: walks, median iterations and median duration (with its
-    interval) of the sweep's walks."""
+    """Per kernel and sweep size: walks, median iterations, median ns per iteration and
+    median duration (with its interval) of the sweep's walks."""
     rows = []
     for (k, n), g in walks.groupby(["kernel", "vmas"], sort=True):
         m = median_ci(g["duration_ns"], confidence=confidence, resamples=resamples, seed=seed)
         rows.append({"kernel": k, "vmas": n, "walks": len(g), "runs": g["run"].nunique(),
                      "iterations_median": float(g["iterations"].median()),
+                     "ns_per_iteration": float((g["duration_ns"] / g["iterations"]).median()),
                      "duration_ms_median": m["median"] / 1e6, "low_ms": m["low"] / 1e6,
                      "high_ms": m["high"] / 1e6})
     return pd.DataFrame(rows, columns=["kernel", "vmas", "walks", "runs", "iterations_median",
-                                       "duration_ms_median", "low_ms", "high_ms"])
+                                       "ns_per_iteration", "duration_ms_median", "low_ms", "high_ms"])
+
+
+# --- figures (matplotlib/seaborn; the notebooks glue them and write the captions) --------
+KERNEL_COLORS = {"baseline": "#c0392b", "patched": "#2471a3", "naive": "#7f8c8d"}
+
+
+def latency_figure(walks: pd.DataFrame):
+    """Per page type: ECDF of walk duration per kernel (left) and box plot with every walk
+    drawn (right); log time axis, milliseconds of TCG guest time."""
+    import matplotlib.pyplot as plt   # noqa: PLC0415 (plotting only when a figure is asked for)
+    import seaborn as sns             # noqa: PLC0415
+    w = walks.assign(duration_ms=walks["duration_ns"] / 1e6)
+    types = [t for t in PAGE_TYPES if t in set(w["page_type"])]
+    kernels = [k for k in KERNELS if k in set(w["kernel"])]
+    pal = {k: KERNEL_COLORS[k] for k in kernels}
+    fig, axes = plt.subplots(len(types), 2, figsize=(11, 2.6 * len(types)), squeeze=False)
+    for row, t in zip(axes, types):
+        g = w[w["page_type"] == t]
+        sns.ecdfplot(g, x="duration_ms", hue="kernel", hue_order=kernels, palette=pal,
+                     log_scale=True, ax=row[0])
+        row[0].set_title(f"{t} pages: ECDF of walk duration", fontsize=10)
+        sns.boxplot(g, x="duration_ms", y="kernel", order=kernels, hue="kernel", palette=pal,
+                    log_scale=True, ax=row[1], fliersize=0, legend=False)
+        sns.stripplot(g, x="duration_ms", y="kernel", order=kernels, color="black", size=3,
+                      ax=row[1])
+        row[1].set_title(f"{t} pages: every walk", fontsize=10)
+        for ax in row:
+            ax.set_xlabel("walk duration, ms of TCG guest time (log)")
+    fig.tight_layout()
+    return fig
+
+
+def counters_figure(walks: pd.DataFrame):
+    """Loop iterations and address skips per walk, per kernel and page type (symlog)."""
+    import matplotlib.pyplot as plt   # noqa: PLC0415
+    import seaborn as sns             # noqa: PLC0415
+    kernels = [k for k in KERNELS if k in set(walks["kernel"])]
+    long = walks.melt(id_vars=["kernel", "page_type"], value_vars=["iterations", "skip_addr"],
+                      var_name="counter", value_name="per walk")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
+    for ax, c in zip(axes, ("iterations", "skip_addr")):
+        sns.stripplot(long[long["counter"] == c], x="per walk", y="page_type", hue="kernel",
+                      hue_order=kernels, palette=KERNEL_COLORS, dodge=True, ax=ax, size=5)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_title(f"{c} per walk (symlog)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def scaling_figure(walks: pd.DataFrame, rates: dict):
+    """Walk duration against loop iterations, log-log, one colour per kernel, with each
+    kernel's cost-per-iteration line (through the origin)."""
+    import matplotlib.pyplot as plt   # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for k, g in walks.groupby("kernel"):
+        ax.scatter(g["iterations"], g["duration_ns"] / 1e6, s=14, color=KERNEL_COLORS.get(k),
+                   label=k, alpha=0.8)
+        r = rates.get(k)
+        if r and np.isfinite(r["ns_per_iteration"]) and k == "baseline":
+            xs = np.geomspace(max(1, g["iterations"].min()), g["iterations"].max(), 50)
+            ax.plot(xs, r["ns_per_iteration"] * xs / 1e6, color=KERNEL_COLORS.get(k), lw=1,
+                    label=f"{k}: {r['ns_per_iteration']:.0f} ns/iteration")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("loop iterations in the walk")
+    ax.set_ylabel("walk duration, ms of TCG guest time")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def realworld_figure(sweep: pd.DataFrame, measured: pd.DataFrame, level: float = 0.999):
+    """The simulated sweep's baseline skip ratio against baseline iterations per walk (one
+    line per number of forked children), the measured baseline walks on it (one point per
+    scenario: median iterations per walk, measured skip ratio with its interval), and the
+    v1 production report.  y is 1 - skip ratio (the share of useful iterations), log."""
+    import matplotlib.pyplot as plt   # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for c, g in sweep.groupby("children"):
+        g = g.sort_values("baseline_iterations")
+        ax.plot(g["baseline_iterations"], 1 - g["skip_ratio"], "-o", ms=3, lw=1, alpha=0.7,
+                label=f"simulated sweep, {c} children")
+    for _, r in measured.iterrows():
+        yerr = np.array([[max(r["high"] - r["skip_ratio"], 0)], [max(r["skip_ratio"] - r["low"], 0)]])
+        ax.errorbar(r["iterations_median"], 1 - r["skip_ratio"],
+                    yerr=None if not np.isfinite(yerr).all() else yerr, fmt="s", color="black", ms=5)
+        ax.annotate(r["scenario"], (r["iterations_median"], 1 - r["skip_ratio"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.plot([V1_ITERATIONS], [1 / V1_ITERATIONS], "*", color="#c0392b", ms=12,
+            label="v1 report (production)")
+    ax.axhline(1 - level, color="grey", ls="--", lw=1)
+    ax.annotate(f"skip ratio {100 * level:g}%", xy=(0.01, (1 - level) * 1.15), fontsize=8,
+                xycoords=("axes fraction", "data"), color="grey")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("baseline loop iterations per walk")
+    ax.set_ylabel("1 − skip ratio (share not skipped by address)")
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    fig.tight_layout()
+    return fig
