@@ -28,7 +28,7 @@ EXECUTED := $(patsubst notebooks/%.ipynb,$(GENERATED)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(BIN)papermill --kernel python3 --log-level WARNING --no-progress-bar
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: help env book notebooks test run clean kernels traces vm-packages
+.PHONY: help env book notebooks test run clean kernels traces FORCE browser vm-packages
 
 help:
 	@echo "make book    environment, notebooks (papermill) into $(GENERATED)/, book into book/_build/html"
@@ -57,15 +57,24 @@ env: $(STAMP)
 # --- the book ----------------------------------------------------------------------------
 # Notebooks run with their default parameters, which are the book's values.  Simulations
 # are cached in build/analysis/ (see rmapwalk.analysis.simulation), so reruns only render.
-$(GENERATED)/%.ipynb: notebooks/%.ipynb $(STAMP) $(shell find src -name '*.py') | $(GENERATED)
+# The measured data is a prerequisite too (its manifests change whenever a run is added).
+TRACE_MANIFESTS := $(shell find data/traces -name manifest.json 2>/dev/null)
+$(GENERATED)/%.ipynb: notebooks/%.ipynb $(STAMP) $(shell find src -name '*.py') $(TRACE_MANIFESTS) | $(GENERATED)
 	$(PAPERMILL) --cwd notebooks $< $(@D)/.$*.part.ipynb && mv $(@D)/.$*.part.ipynb $@
+
+# The front page's "how this book was built" (commit, data digest, parameters): rewritten
+# on every build, since the commit can change without any prerequisite changing.
+$(GENERATED)/build-info.md: $(EXECUTED) FORCE
+	$(BIN)python -m rmapwalk.analysis.provenance build-info $@ $(GENERATED)
+
+FORCE:
 
 $(GENERATED):
 	mkdir -p $@
 
 notebooks: $(EXECUTED)
 
-book: $(EXECUTED)
+book: $(EXECUTED) $(GENERATED)/build-info.md
 	$(BIN)jupyter-book build book/ $(JB_FLAGS)
 	@echo "book: book/_build/html/index.html"
 
@@ -83,8 +92,16 @@ run: $(STAMP)
 # --- tests ------------------------------------------------------------------------------
 # The end-to-end VM tests need the kernels: `kernels` builds them when the cache has none
 # (about 8 min fresh, seconds when cached); SKIP_KERNELS=1 skips that (the VM tests then skip).
-test: $(STAMP) $(if $(SKIP_KERNELS),,kernels)
+# tests/test_browser.py opens the built book in headless Chromium; chromium is installed
+# here when root (CI: root, no terminal) and missing.  Without it that test is skipped.
+test: $(STAMP) $(if $(SKIP_KERNELS),,kernels) browser
 	$(BIN)python -m pytest $(PYTEST_ARGS)
+
+browser:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y chromium chromium-driver || { apt-get update && apt-get install -y chromium chromium-driver; }; \
+	fi
 
 # --- kernels and traces (measurement) --------------------------------------------------
 # kernels: build the baseline / patched / naive kernels, cached outside the checkout in

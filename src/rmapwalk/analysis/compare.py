@@ -87,6 +87,9 @@ def agreement_figure(table: pd.DataFrame):
     fields, each cell annotated ``agree/walks``."""
     import matplotlib.pyplot as plt   # noqa: PLC0415 (plotting only when asked)
     import seaborn as sns             # noqa: PLC0415
+    from .traces import empty_figure  # noqa: PLC0415
+    if table.empty:
+        return empty_figure("no runs to compare")
     t = table.reset_index()
     t["row"] = t["scenario"] + " / " + t["kernel"]
     share = t.pivot(index="row", columns="field", values="agree") / \

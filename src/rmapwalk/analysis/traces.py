@@ -364,11 +364,22 @@ def per_vmas(walks: pd.DataFrame, *, confidence: float = 0.95, resamples: int = 
 KERNEL_COLORS = {"baseline": "#c0392b", "patched": "#2471a3", "naive": "#7f8c8d"}
 
 
+def empty_figure(what: str):
+    """A small figure that says the data is not there (a chapter still renders)."""
+    import matplotlib.pyplot as plt   # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(7, 1.2))
+    ax.text(0.5, 0.5, f"no data: {what}", ha="center", va="center", fontsize=11)
+    ax.set_axis_off()
+    return fig
+
+
 def latency_figure(walks: pd.DataFrame):
     """Per page type: ECDF of walk duration per kernel (left) and box plot with every walk
     drawn (right); log time axis, milliseconds of TCG guest time."""
     import matplotlib.pyplot as plt   # noqa: PLC0415 (plotting only when a figure is asked for)
     import seaborn as sns             # noqa: PLC0415
+    if walks.empty:
+        return empty_figure("no measured walks of these scenarios")
     w = walks.assign(duration_ms=walks["duration_ns"] / 1e6)
     types = [t for t in PAGE_TYPES if t in set(w["page_type"])]
     kernels = [k for k in KERNELS if k in set(w["kernel"])]
@@ -394,6 +405,8 @@ def counters_figure(walks: pd.DataFrame):
     """Loop iterations and address skips per walk, per kernel and page type (symlog)."""
     import matplotlib.pyplot as plt   # noqa: PLC0415
     import seaborn as sns             # noqa: PLC0415
+    if walks.empty:
+        return empty_figure("no measured walks of these scenarios")
     kernels = [k for k in KERNELS if k in set(walks["kernel"])]
     long = walks.melt(id_vars=["kernel", "page_type"], value_vars=["iterations", "skip_addr"],
                       var_name="counter", value_name="per walk")
@@ -411,6 +424,8 @@ def scaling_figure(walks: pd.DataFrame, rates: dict):
     """Walk duration against loop iterations, log-log, one colour per kernel, with each
     kernel's cost-per-iteration line (through the origin)."""
     import matplotlib.pyplot as plt   # noqa: PLC0415
+    if walks.empty:
+        return empty_figure("no measured walks of the sweep")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for k, g in walks.groupby("kernel"):
         ax.scatter(g["iterations"], g["duration_ns"] / 1e6, s=14, color=KERNEL_COLORS.get(k),
