@@ -16,7 +16,15 @@ SMALL = {
     "skip-ratio": {"scenario": "ci-small", "vmas": [10, 100, 1000], "children": [0, 1], "workers": 1},
     "mremap-flaw": {"pages": 24, "moves": 3, "unmoved": 4},
     "cost-model": {"vmas": [10, 100, 1000], "children": [0, 2], "workers": 1},
+    # Measurement notebooks read the committed data/traces, whatever part of it is there;
+    # a scenario without runs is reported by the notebook, not an error.
+    "kernel-traces": {"scenarios": "ci-small,seed-benchmark", "resamples": 199},
+    "model-vs-kernel": {"scenarios": "ci-small,ksm-and-mremap", "resamples": 199},
+    "scaling": {"benchmark": "ci-small", "resamples": 199},
+    "claim": {"vmas": [10, 100, 1000], "children": [0, 1], "resamples": 199, "workers": 1},
+    "provenance": {},
 }
+MEASURED = ("kernel-traces", "model-vs-kernel", "scaling", "claim", "provenance")
 BAD = [
     ("skip-ratio", {"vmas": [10, -5]}, "vmas"),
     ("skip-ratio", {"scenario": "no-such-scenario"}, "scenario"),
@@ -25,6 +33,13 @@ BAD = [
     ("mremap-flaw", {"scenario": "seed-benchmark"}, "scenario"),
     ("cost-model", {"sharers": 0}, "sharers"),
     ("cost-model", {"children": "x"}, "children"),
+    ("kernel-traces", {"confidence": 1.5}, "confidence"),
+    ("kernel-traces", {"scenarios": "no-such-scenario"}, "scenarios"),
+    ("model-vs-kernel", {"resamples": 3}, "resamples"),
+    ("scaling", {"seed": -1}, "seed"),
+    ("scaling", {"benchmark": "nope"}, "benchmark"),
+    ("claim", {"confidence": "high"}, "confidence"),
+    ("provenance", {"resamples": "x"}, "resamples"),
 ]
 
 
@@ -73,6 +88,20 @@ def test_notebook_runs(name, tmp_path):
         assert int(values["pgoff_failed"]) == 0 and int(values["pgoff_missed"]) == 0
     if name == "cost-model":
         assert float(values["base_slope"]) > 1 and float(values["pgoff_r2"]) > 0.9
+    if name == "model-vs-kernel":
+        assert int(values["n_disagree"]) >= 0 and "walks_compared" in values
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MEASURED)
+def test_measurement_notebook_without_data(name, tmp_path):
+    """No runs at all: the notebook says so and still runs to the end."""
+    empty = tmp_path / "traces"
+    empty.mkdir()
+    out = execute(name, tmp_path, tmp_path / "cache", traces=str(empty))
+    outputs = json.dumps([c.get("outputs", []) for c in json.loads(out.read_text())["cells"]]).lower()
+    assert any(s in outputs for s in ("no runs", "no data", "not both there", "no baseline")), \
+        f"{name}: nothing in the output says the data is absent"
 
 
 @pytest.mark.slow
