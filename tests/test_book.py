@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rmapwalk import paths
+from rmapwalk.analysis import provenance
 
 from .test_notebooks import SMALL, execute
 
@@ -21,10 +22,13 @@ def test_book_builds(tmp_path):
     (book / "_generated").mkdir()
     for name in SMALL:
         execute(name, book / "_generated", tmp_path / "cache")
+    # The front page includes what `make book` writes there (commit, data, parameters).
+    (book / "_generated" / "build-info.md").write_text(provenance.build_info(book / "_generated"))
     jb = Path(sys.executable).with_name("jupyter-book")
     proc = subprocess.run([str(jb), "build", str(book), "-W", "-n", "--keep-going"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     html = book / "_build" / "html"
-    for page in ("intro.html", "rerun.html", *(f"_generated/{n}.html" for n in SMALL)):
+    for page in ("intro.html", "rerun.html", "method.html", "threats.html",
+                 *(f"_generated/{n}.html" for n in SMALL)):
         assert (html / page).exists(), page
