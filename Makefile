@@ -94,7 +94,8 @@ run: $(STAMP)
 # (about 8 min fresh, seconds when cached); SKIP_KERNELS=1 skips that (the VM tests then skip).
 # tests/test_browser.py opens the built book in headless Chromium; chromium is installed
 # here when root (CI: root, no terminal) and missing.  Without it that test is skipped.
-test: $(STAMP) $(if $(SKIP_KERNELS),,kernels) browser
+# The browser test opens the built book, so the book is built first.
+test: $(STAMP) $(if $(SKIP_KERNELS),,kernels) browser book
 	$(BIN)python -m pytest $(PYTEST_ARGS)
 
 browser:
