@@ -307,11 +307,7 @@ def vma_modify_flags(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, flag
         _complete([nxt] + ([adjust] if adjust else []))
         if delete_vma:
             vma.vm_end = end
-            rmap.unlink_anon_vmas(vma)
-            if vma.vm_file is not None and vma.shared_rb is not None:
-                vma_interval_tree_remove(vma)
-            i = mm.vmas.index(vma)
-            del mm._starts[i], mm.vmas[i]
+            _remove_vma(mm, vma)    # still before nxt in the list: same start, lower index
         return nxt
     if vma.vm_start < start:
         split_vma(mm, vma, start, True)
