@@ -96,8 +96,6 @@ def replay(scn: sc.Scenario, strategy: str, *, fast: bool = True) -> SimulationR
                 raise AssertionError(k)
         except ModelError as e:
             raise SimulationError(f"{scn.path}: step {step.index} ({step.kind}): {e}") from None
-        if p >= len(kernel.procs):
-            raise SimulationError(f"{scn.path}: step {step.index}: process {p} does not exist")
     return SimulationResult(scn.name, strategy, walks, outcomes, kernel)
 
 
