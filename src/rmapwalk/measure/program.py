@@ -47,14 +47,12 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote
 
-from rmapwalk.scenario import (REGION_BASE, REGION_STRIDE, Scenario, ScenarioError,
+# Region addresses are part of the scenario contract (scenario.REGION_BASE/REGION_STRIDE):
+# the model places the regions at the same addresses, which matters to the naive query.
+from rmapwalk.scenario import (PAGE_SIZE, REGION_BASE, REGION_STRIDE, Scenario, ScenarioError,
                                mprotect_ranges, page_list)
 
 VERSION = 1
-PAGE_SIZE = 4096
-# Region addresses are part of the scenario contract (scenario.REGION_BASE/REGION_STRIDE):
-# the model places the regions at the same addresses, which matters to the naive query.
-REGION_STRIDE = REGION_STRIDE
 MAX_REGIONS = (0x7000_0000_0000 - REGION_BASE) // REGION_STRIDE
 NODES = 2
 PAGES_TO_SCAN = 100_000
