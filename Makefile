@@ -33,7 +33,7 @@ JB_FLAGS := -W -n --keep-going
 help:
 	@echo "make book    environment, notebooks (papermill) into $(GENERATED)/, book into book/_build/html"
 	@echo "make test    environment, then pytest"
-	@echo "make run NB=skip-ratio PARAMS=\"-p vmas 10,100\"   one notebook into build/runs/"
+	@echo "make run NB=skip-ratio PARAMS=\"-p vmas 10,100\"   one notebook into build/runs/ (unknown parameters refused)"
 	@echo "make clean   remove generated notebooks and the built book (not build/analysis)"
 
 # --- environment -------------------------------------------------------------------------
@@ -79,15 +79,15 @@ book: $(EXECUTED) $(GENERATED)/build-info.md
 	@echo "book: book/_build/html/index.html"
 
 # --- one rerun with other parameters ---------------------------------------------------
+# Unknown parameter names are refused before anything runs; the output is
+# build/runs/<NB>-<time>-<pid>.ipynb, or <...>-FAILED.ipynb if a cell failed or the run was
+# interrupted (rmapwalk.analysis.execute).
 NB ?=
 PARAMS ?=
 run: $(STAMP)
 	@test -n "$(NB)" || { echo "make run: give NB=<name>, one of: $(notdir $(basename $(NOTEBOOKS)))" >&2; exit 2; }
 	@test -f notebooks/$(NB).ipynb || { echo "make run: no notebooks/$(NB).ipynb" >&2; exit 2; }
-	mkdir -p build/runs
-	out=build/runs/$(NB)-$$(date +%Y%m%dT%H%M%S).ipynb; \
-	$(PAPERMILL) --cwd notebooks notebooks/$(NB).ipynb $$out $(PARAMS); \
-	echo "run: $$out"
+	$(BIN)python -m rmapwalk.analysis.execute --cwd notebooks notebooks/$(NB).ipynb build/runs $(PARAMS)
 
 # --- tests ------------------------------------------------------------------------------
 # The end-to-end VM tests need the kernels: `kernels` builds them when the cache has none

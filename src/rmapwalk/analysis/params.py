@@ -3,7 +3,11 @@
 A notebook run with a bad parameter must stop with one line naming the parameter and what
 was expected (papermill shows that line), so every check raises ``ValueError`` starting
 with ``parameter '<name>'``.  Lists may also be given as comma-separated strings, which is
-what ``papermill -p vmas 10,100,1000`` passes.
+what ``papermill -p vmas 10,100,1000`` passes, or as a single value (``-p vmas 1000``
+passes the integer 1000).
+
+Unknown parameter names are refused before a notebook starts, by
+:mod:`rmapwalk.analysis.execute` (``make run``), not here.
 """
 from __future__ import annotations
 
@@ -32,11 +36,14 @@ def check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None = 
 
 def check_int_list(value: Any, name: str, *, minimum: int = 0, maximum: int | None = None,
                    min_len: int = 1) -> list[int]:
-    """A non-empty list of integers (or ``"10,100,1000"``), sorted, without duplicates."""
+    """A non-empty list of integers (or ``"10,100,1000"``, or one integer), sorted, without
+    duplicates."""
     if isinstance(value, str):
         items: Iterable = [v for v in value.replace(" ", "").split(",") if v]
     elif isinstance(value, (list, tuple)):
         items = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]                 # papermill -p vmas 1000 passes an int
     else:
         raise _fail(name, "a list of integers or a comma-separated string", value)
     out = []
@@ -66,6 +73,28 @@ def check_path(value: Any, name: str, default: Path) -> Path:
     if not isinstance(value, (str, Path)):
         raise _fail(name, "a directory path (string)", value)
     return Path(value)
+
+
+def check_dir(value: Any, name: str, default: Path, *, must_exist: bool = True) -> Path:
+    """A directory to read: ``""`` or None means ``default``.
+
+    A directory given explicitly must exist (``must_exist``) and be a directory; the error
+    names the parameter, the path as given and where it resolves to (notebooks run in
+    ``notebooks/``, so a relative path is relative to that folder).  The default is not
+    checked: a missing default data folder is something the notebook reports itself.
+    """
+    if value in ("", None):
+        return Path(default)
+    if not isinstance(value, (str, Path)):
+        raise _fail(name, "a directory path (string)", value)
+    path = Path(value).expanduser()
+    if must_exist:
+        where = f" ({path.resolve()})" if not path.is_absolute() else ""
+        if not path.exists():
+            raise ValueError(f"parameter {name!r}: no such directory: {str(value)!r}{where}")
+        if not path.is_dir():
+            raise ValueError(f"parameter {name!r}: not a directory: {str(value)!r}{where}")
+    return path
 
 
 def check_fraction(value: Any, name: str) -> float:
