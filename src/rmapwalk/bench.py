@@ -5,19 +5,29 @@ walked: an ``idle`` walk per page (``--walk idle-all``, 20,000 walks of 2 x 256 
 over the whole tree for baseline), or the benchmark's single migration
 (``--walk migrate-one``).  Prints, per size and strategy, the wall time of the replay and the
 simulated loop iterations per second; ``--out`` appends the raw rows to a CSV.
+
+Every ``--scale`` and the ``--out`` path are checked before the first replay; a bad one is a
+:class:`rmapwalk.outputs.UsageError` (exit status 2).
 """
 from __future__ import annotations
 
 import csv
+import math
 import os
 import platform
 import time
 
 from . import scenario as sc
+from .model.ksm import STRATEGIES
+from .outputs import UsageError, check_output_file
 from .simulate import replay
 
+BASE_PAGES = 20000                  # the seed benchmark: 20,000 pages, 20,000 VMAs
+# The fewest pages each walk needs: idle walks every page; the migration moves page 1.
+MIN_PAGES = {"idle-all": 1, "migrate-one": 2}
+
 TEMPLATE = """\
-name: seed-benchmark-x{scale:g}
+name: seed-benchmark-{pages}-pages
 description: The seed benchmark at {pages} pages, every page walked ({walk}).
 steps:
   - mmap:      {{region: A, pages: {pages}}}
@@ -30,17 +40,40 @@ steps:
 
 
 def bench_scenario(scale: float, walk: str) -> sc.Scenario:
-    if scale <= 0:
-        raise ValueError(f"--scale must be positive, got {scale}")
-    pages = int(round(20000 * scale))
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"--scale must be a finite number > 0, got {scale}")
+    pages = int(round(BASE_PAGES * scale))
     step = "idle:      {region: A, pages: all}" if walk == "idle-all" else \
         "migrate:   {region: A, pages: [1]}"
     return sc.loads(TEMPLATE.format(scale=scale, pages=pages, walk=walk, step=step),
                     f"<bench x{scale:g}>")
 
 
+def check_scale(value, walk: str) -> float:
+    """One ``--scale`` value: a finite number > 0 giving a valid scenario for ``walk``."""
+    least = MIN_PAGES.get(walk, 1) / BASE_PAGES
+    expected = (f"expected a finite number > 0, at least {least:g} for --walk {walk} "
+                f"(a size factor of the seed benchmark's {BASE_PAGES:,} pages)")
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"--scale {value}: {expected}") from None
+    if not math.isfinite(scale) or scale <= 0:
+        raise UsageError(f"--scale {value}: {expected}")
+    pages = int(round(BASE_PAGES * scale))
+    if pages < MIN_PAGES.get(walk, 1):
+        raise UsageError(f"--scale {value}: {pages} page(s); {expected}")
+    try:
+        bench_scenario(scale, walk)
+    except sc.ScenarioError as e:
+        raise UsageError(f"--scale {value}: the scaled scenario is invalid: {e}") from None
+    return scale
+
+
 def run_bench(args) -> int:
-    scales = args.scale or [1.0, 10.0]
+    scales = [check_scale(v, args.walk) for v in (args.scale or [1.0, 10.0])]
+    if args.out:
+        check_output_file(args.out, "--out")
     rows = []
     print(f"rmapwalk bench: seed benchmark, walks={args.walk}, python {platform.python_version()}, "
           f"{os.cpu_count()} cpus")
@@ -49,7 +82,7 @@ def run_bench(args) -> int:
     for scale in scales:
         scn = bench_scenario(scale, args.walk)
         total = 0.0
-        for strategy in ("baseline", "naive", "pgoff"):
+        for strategy in STRATEGIES:
             t0 = time.perf_counter()
             result = replay(scn, strategy)
             wall = time.perf_counter() - t0

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from . import paths
 from . import scenario as sc
+from .model.ksm import STRATEGIES
+from .outputs import UsageError, check_output_file
 
 
 def _load(path: str) -> sc.Scenario:
@@ -19,16 +21,17 @@ def _load(path: str) -> sc.Scenario:
 
 
 def cmd_simulate(args) -> int:
-    from .model.ksm import STRATEGIES
+    from .contract import COLUMNS, SIMULATED_COLUMNS, write_csv
     from .simulate import SUMMARY_KEYS, replay
-    from .walks import COLUMNS, write_csv
+    if args.walks:
+        check_output_file(args.walks, "--walks")
     scn = _load(args.scenario)
     strategies = STRATEGIES if args.strategy == "all" else (args.strategy,)
     results = {s: replay(scn, s) for s in strategies}
     if args.walks:
-        rows = [{k: w[k] for k in (*COLUMNS, "strategy", "missed")}
-                for r in results.values() for w in r.walks]
-        write_csv(sys.stdout if args.walks == "-" else args.walks, rows, extra=("strategy", "missed"))
+        columns = (*COLUMNS, *SIMULATED_COLUMNS)
+        rows = [{k: w[k] for k in columns} for r in results.values() for w in r.walks]
+        write_csv(sys.stdout if args.walks == "-" else args.walks, rows, columns)
     summary = {s: r.summary() for s, r in results.items()}
     out = sys.stderr if args.walks == "-" else sys.stdout   # keep a piped CSV clean
     if args.json:
@@ -47,20 +50,27 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def _simulation_error() -> type[Exception]:
+    """The model's refusal; imported only when an error reaches it (capture and kernel
+    need not import the simulator)."""
+    from .simulate import SimulationError
+    return SimulationError
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rmapwalk", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="replay a scenario on the model kernel")
     p.add_argument("scenario", help="scenario file or name under data/scenarios/")
-    p.add_argument("--strategy", choices=("baseline", "naive", "pgoff", "all"), default="all")
+    p.add_argument("--strategy", choices=(*STRATEGIES, "all"), default="all")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--walks", metavar="OUT.csv", help="write one row per walk (- for stdout)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("bench", help="time the simulator on the seed benchmark and 10x its size")
-    p.add_argument("--scale", type=float, action="append",
-                   help="size factors to run (default 1 and 10)")
+    p.add_argument("--scale", action="append",
+                   help="size factor to run, a number > 0, repeatable (default 1 and 10)")
     p.add_argument("--walk", choices=("idle-all", "migrate-one"), default="idle-all",
                    help="which walks: every page made idle, or the benchmark's one migration")
     p.add_argument("--out", metavar="CSV", help="append the raw rows to this file")
@@ -87,15 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except sc.ScenarioError as e:
+    except UsageError as e:             # a bad option value or output path
         print(f"rmapwalk: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - user-facing errors from the simulation
-        from .simulate import SimulationError
-        if isinstance(e, SimulationError):
-            print(f"rmapwalk: {e}", file=sys.stderr)
-            return 2
-        raise
+    except sc.ScenarioError as e:       # a bad scenario file
+        print(f"rmapwalk: {e}", file=sys.stderr)
+        return 2
+    except _simulation_error() as e:    # the model kernel refused a step
+        print(f"rmapwalk: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
