@@ -1,11 +1,15 @@
 """Scenario files: the one reader of ``data/scenarios/*.yaml``.
 
-A scenario describes a memory-management history step by step (see SCENARIOS.md in the
-shared material).  Both the simulator and the VM replayer execute the objects this module
+A scenario describes a memory-management history step by step (docs/scenarios.md).  Both the simulator and the VM replayer execute the objects this module
 returns; neither reads YAML itself.  Validation is static: every step is checked for known
 kind, required fields and types, known regions and page ranges before anything runs, and
 a problem is reported as one line naming the file, the step number (1-based, as a person
-counts), the YAML line and what was expected.
+counts), the YAML line and what was expected.  Duplicate keys, text that is not UTF-8 and
+scenarios larger than :data:`LIMITS` are refused the same way, before anything runs.
+
+:data:`STEP_KINDS` is the one table of step kinds: every executor (the simulator, the
+replayer's program compiler) dispatches through a table with exactly these keys, and
+``tests/test_step_contract.py`` runs every kind through every executor.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .contract import PAGE_SIZE
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 PROTS = ("r", "rw", "none")
@@ -28,10 +34,10 @@ DEFAULT_MAX_PAGE_SHARING = 256  # mm/ksm.c: ksm_max_page_sharing = 256
 # Anonymous vm_pgoff is the address >> PAGE_SHIFT (mm/mmap.c do_mmap), and the naive query
 # uses addresses too, so both sides must use the same addresses; regions 1 TiB apart never
 # touch, so no VMA merge happens across regions.
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 REGION_BASE = 0x100000000000    # 16 TiB
 REGION_STRIDE = 0x10000000000   # 1 TiB
+# Regions from REGION_BASE up to 112 TiB, below the 128 TiB x86_64 user address space top.
+MAX_REGIONS = (0x7000_0000_0000 - REGION_BASE) // REGION_STRIDE
 
 
 class ScenarioError(ValueError):
@@ -103,20 +109,106 @@ _PAGES = ("a list of page numbers or 'all'",
           lambda v: v == "all" or (isinstance(v, list) and len(v) > 0
                                    and all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in v)))
 
-STEP_FIELDS: dict[str, dict[str, tuple[tuple, bool]]] = {
-    "mmap": {"region": (_STR, True), "pages": (_POS, True), "backing": (_BACK, False)},
-    "fill": {"region": (_STR, True), "byte": (_BYTE, False), "unique": (_BOOL, False),
-             "start": (_INT, False), "pages": (_POS, False)},
-    "mprotect": {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True),
-                 "stride": (_POS, False), "prot": (_PROT, True)},
-    "mergeable": {"region": (_STR, True)},
-    "ksm_merge": {"full_scans": (_POS, True)},
-    "fork": {"children": (_POS, True)},
-    "mremap": {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True), "to": (_STR, True)},
-    "munmap": {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True)},
-    "migrate": {"region": (_STR, True), "pages": (_PAGES, True)},
-    "idle": {"region": (_STR, True), "pages": (_PAGES, True)},
+
+@dataclasses.dataclass(frozen=True)
+class StepKind:
+    """One kind of step: its fields (name -> ((what, check), required)), what it does in one
+    line, and the Linux 6.12 function it exercises."""
+
+    fields: dict[str, tuple[tuple, bool]]
+    doc: str
+    kernel: str
+
+
+# The one table of step kinds.  Every executor has a handler per key (simulate.HANDLERS,
+# measure.program.COMPILERS, and the ops of replayer.c); tests/test_step_contract.py checks it.
+STEP_KINDS: dict[str, StepKind] = {
+    "mmap": StepKind(
+        {"region": (_STR, True), "pages": (_POS, True), "backing": (_BACK, False)},
+        "map a new region: MAP_PRIVATE|MAP_ANONYMOUS, or MAP_SHARED of a tmpfs file (backing: file)",
+        "mm/mmap.c do_mmap"),
+    "fill": StepKind(
+        {"region": (_STR, True), "byte": (_BYTE, False), "unique": (_BOOL, False),
+         "start": (_INT, False), "pages": (_POS, False)},
+        "write every page of the range: the fault gives the VMA its anon_vma",
+        "mm/memory.c do_anonymous_page / do_wp_page"),
+    "mprotect": StepKind(
+        {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True),
+         "stride": (_POS, False), "prot": (_PROT, True)},
+        "mprotect of [start + k*stride, +pages) for every k that fits; splits VMAs",
+        "mm/mprotect.c do_mprotect_pkey"),
+    "mergeable": StepKind(
+        {"region": (_STR, True)},
+        "madvise(MADV_MERGEABLE) on the whole region (ENOMEM over holes, applied around them)",
+        "mm/madvise.c madvise_walk_vmas, mm/ksm.c ksm_madvise"),
+    "ksm_merge": StepKind(
+        {"full_scans": (_POS, True)},
+        "let ksmd run until full_scans more full scans completed, then stop it (run=0)",
+        "mm/ksm.c ksm_do_scan"),
+    "fork": StepKind(
+        {"children": (_POS, True)},
+        "fork children that keep every mapping",
+        "kernel/fork.c dup_mmap"),
+    "mremap": StepKind(
+        {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True), "to": (_STR, True)},
+        "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of the range to a new region 'to'",
+        "mm/mremap.c mremap_to, vma_to_resize, move_vma"),
+    "munmap": StepKind(
+        {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True)},
+        "munmap of the range",
+        "mm/vma.c do_vmi_munmap"),
+    "migrate": StepKind(
+        {"region": (_STR, True), "pages": (_PAGES, True)},
+        "move_pages(MPOL_MF_MOVE_ALL) of each page to the other NUMA node",
+        "mm/migrate.c do_pages_move, migrate_pages"),
+    "idle": StepKind(
+        {"region": (_STR, True), "pages": (_PAGES, True)},
+        "set each page's bit in /sys/kernel/mm/page_idle/bitmap: one read-only rmap walk",
+        "mm/page_idle.c page_idle_clear_pte_refs"),
 }
+
+# Size limits, checked by loads() before anything runs (both executions read scenarios here).
+# Generous: the committed scenarios stay far below (the biggest maps 20,000 pages).
+LIMITS: dict[str, int] = {
+    "pages_per_region": 1 << 20,    # pages of one mmap (4 GiB)
+    "total_pages": 1 << 22,         # pages mapped by all mmap steps together (16 GiB)
+    "processes": 4096,              # process 0 and every fork child (the replayer's limit)
+    "page_mappings": 1 << 24,       # mapped pages times processes: the model's page tables
+    "regions": MAX_REGIONS,         # the region layout above
+    "steps": 10_000,
+    "step_pages": 1 << 20,          # pages listed in one migrate or idle step
+}
+
+
+def _limit(path, step, line, name, value, what):
+    if value > LIMITS[name]:
+        raise ScenarioError(path, step, f"{what} is {value:,}, above the limit "
+                            f"LIMITS[{name!r}] = {LIMITS[name]:,} (rmapwalk/scenario.py)", line=line)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, line: int, first: int):
+        self.key, self.line, self.first = key, line, first
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (SafeLoader keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, line, seen[key])
+                    seen[key] = line
+                except TypeError:
+                    continue    # unhashable key: SafeLoader reports it itself
+        return super().construct_mapping(node, deep)
 
 
 def _step_lines(text: str) -> list[int | None]:
@@ -133,19 +225,31 @@ def _step_lines(text: str) -> list[int | None]:
     return []
 
 
-def loads(text: str, path: str = "<string>") -> Scenario:
-    """Parse and validate scenario text; raise ScenarioError naming what is wrong."""
+def _parse_yaml(text: str, path: str):
     try:
-        doc = yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKey as e:
+        raise ScenarioError(path, None, f"duplicate key {e.key!r} (first given on line "
+                            f"{e.first}); a key may appear once per mapping", line=e.line) from None
+    except yaml.reader.ReaderError as e:
+        line = text[:e.position].count("\n") + 1 if isinstance(e.position, int) else None
+        raise ScenarioError(path, None, f"not valid YAML: {e.reason} (character "
+                            f"{e.character!r})", line=line) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise ScenarioError(path, None, f"not valid YAML: {getattr(e, 'problem', e)}",
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ScenarioError(path, None, f"not valid YAML: {problem}",
                             line=mark.line + 1 if mark else None) from None
+
+
+def loads(text: str, path: str = "<string>") -> Scenario:
+    """Parse and validate scenario text; raise ScenarioError naming what is wrong."""
+    doc = _parse_yaml(text, path)
     if not isinstance(doc, dict):
         raise ScenarioError(path, None, "expected a mapping with keys name, description, steps")
     unknown = set(doc) - {"name", "description", "ksm", "steps", "params"}
     if unknown:
-        raise ScenarioError(path, None, f"unknown top-level key(s) {sorted(unknown)}; "
+        raise ScenarioError(path, None, f"unknown top-level key(s) {sorted(map(str, unknown))}; "
                             "expected name, description, ksm, steps, params")
     name = doc.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -166,15 +270,23 @@ def loads(text: str, path: str = "<string>") -> Scenario:
     raw_steps = doc.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise ScenarioError(path, None, "'steps' must be a non-empty list")
+    _limit(path, None, None, "steps", len(raw_steps), "the number of steps")
     lines = _step_lines(text)
     steps = []
     regions: dict[str, int] = {}
     nprocs = 1
+    total = 0
     for i, raw in enumerate(raw_steps, start=1):
         line = lines[i - 1] if i - 1 < len(lines) else None
         step = _parse_step(path, i, line, raw, regions, nprocs)
         if step.kind == "fork":
             nprocs += step["children"]
+            _limit(path, i, line, "processes", nprocs, "the number of processes")
+        elif step.kind == "mmap":
+            total += step["pages"]
+            _limit(path, i, line, "total_pages", total, "the pages mapped by all mmap steps")
+        _limit(path, i, line, "page_mappings", total * nprocs,
+               "pages mapped times processes")
         steps.append(step)
     return Scenario(name=name, description=" ".join(desc.split()), steps=tuple(steps),
                     max_page_sharing=mps, path=path,
@@ -186,10 +298,10 @@ def _parse_step(path, i, line, raw, regions, nprocs) -> Step:
         raise ScenarioError(path, i, msg, line=line)
 
     if not isinstance(raw, dict) or len(raw) != 1:
-        fail(f"expected one step as '- KIND: {{fields}}' with KIND one of {', '.join(STEP_FIELDS)}")
+        fail(f"expected one step as '- KIND: {{fields}}' with KIND one of {', '.join(STEP_KINDS)}")
     (kind, fields), = raw.items()
-    if kind not in STEP_FIELDS:
-        fail(f"unknown step {kind!r}; expected one of {', '.join(STEP_FIELDS)}")
+    if kind not in STEP_KINDS:
+        fail(f"unknown step {kind!r}; expected one of {', '.join(STEP_KINDS)}")
     if fields is None:
         fields = {}
     if not isinstance(fields, dict):
@@ -198,7 +310,7 @@ def _parse_step(path, i, line, raw, regions, nprocs) -> Step:
     proc = fields.pop("proc", 0)
     if not (isinstance(proc, int) and not isinstance(proc, bool) and 0 <= proc < nprocs):
         fail(f"{kind}: 'proc' must be 0..{nprocs - 1} (processes existing at this step), got {proc!r}")
-    spec = STEP_FIELDS[kind]
+    spec = STEP_KINDS[kind].fields
     for key in fields:
         if key not in spec:
             fail(f"{kind}: unknown field {key!r}; expected {', '.join(spec)} (and proc)")
@@ -211,10 +323,14 @@ def _parse_step(path, i, line, raw, regions, nprocs) -> Step:
             fail(f"{kind}: field {key!r} must be {what}, got {fields[key]!r}")
     if kind == "fill" and ("byte" in fields) == bool(fields.get("unique", False)):
         fail("fill: give exactly one of 'byte: N' or 'unique: true'")
+    if isinstance(fields.get("pages"), list):
+        _limit(path, i, line, "step_pages", len(fields["pages"]), f"{kind}: the pages listed")
     if kind == "mmap":
         if fields["region"] in regions:
             fail(f"mmap: region {fields['region']!r} already exists")
+        _limit(path, i, line, "pages_per_region", fields["pages"], "mmap: the region's pages")
         regions[fields["region"]] = fields["pages"]
+        _limit(path, i, line, "regions", len(regions), "the number of regions")
         fields.setdefault("backing", "anon")
         return Step(i, kind, fields, proc, line)
     if "region" in fields:
@@ -248,16 +364,23 @@ def _parse_step(path, i, line, raw, regions, nprocs) -> Step:
         if fields["to"] in regions:
             fail(f"mremap: target region {fields['to']!r} already exists")
         regions[fields["to"]] = fields["pages"]
+        _limit(path, i, line, "regions", len(regions), "the number of regions")
     return Step(i, kind, fields, proc, line)
 
 
 def load(path: str | Path) -> Scenario:
-    """Read and validate a scenario file."""
+    """Read and validate a scenario file (UTF-8)."""
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as e:
         raise ScenarioError(str(p), None, f"cannot read: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ScenarioError(str(p), None, f"not UTF-8 text: byte {data[e.start]:#04x} at offset "
+                            f"{e.start} ({e.reason})", line=line) from None
     return loads(text, str(p))
 
 

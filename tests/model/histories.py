@@ -5,7 +5,8 @@ import random
 
 from rmapwalk.model import kernel as K
 from rmapwalk.model.interval_tree import ULONG_MAX
-from rmapwalk.scenario import PAGE_SIZE, REGION_BASE, REGION_STRIDE
+from rmapwalk.contract import PAGE_SIZE
+from rmapwalk.scenario import REGION_BASE, REGION_STRIDE
 
 OPS = ("mmap", "fill", "fill", "mprotect", "mergeable", "ksm", "fork", "mremap", "munmap",
        "idle", "migrate", "migrate")

@@ -2,7 +2,8 @@
 import pytest
 
 from rmapwalk.model import kernel as K
-from rmapwalk.scenario import PAGE_SIZE, REGION_BASE
+from rmapwalk.contract import PAGE_SIZE
+from rmapwalk.scenario import REGION_BASE
 
 
 def small():

@@ -45,18 +45,24 @@ documented in :mod:`rmapwalk.measure.trace`.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
 from urllib.parse import quote, unquote
 
 # Region addresses are part of the scenario contract (scenario.REGION_BASE/REGION_STRIDE):
 # the model places the regions at the same addresses, which matters to the naive query.
-from rmapwalk.scenario import (PAGE_SIZE, REGION_BASE, REGION_STRIDE, Scenario, ScenarioError,
-                               mprotect_ranges, page_list)
+from rmapwalk.contract import PAGE_SIZE
+from rmapwalk.scenario import (LIMITS, MAX_REGIONS, REGION_BASE, REGION_STRIDE, Scenario,
+                               ScenarioError, Step, mprotect_ranges, page_list)
 
 VERSION = 1
-MAX_REGIONS = (0x7000_0000_0000 - REGION_BASE) // REGION_STRIDE
 NODES = 2
 PAGES_TO_SCAN = 100_000
 KSM_TIMEOUT_S = 120
+MAX_PROCS = 4096    # replayer.c read_program(): 'procs P' with 1 <= P <= 4096
+# The scenario reader's limits keep every scenario inside the replayer's layout.
+assert LIMITS["pages_per_region"] * PAGE_SIZE <= REGION_STRIDE
+assert LIMITS["processes"] <= MAX_PROCS
 
 
 def encode_name(name: str) -> str:
@@ -74,7 +80,7 @@ def region_ids(scenario: Scenario) -> dict[str, int]:
 
 
 def process_parents(scenario: Scenario) -> dict[int, int]:
-    """Process id -> id of the process that forked it (SCENARIOS.md: children numbered in
+    """Process id -> id of the process that forked it (docs/scenarios.md: children numbered in
     creation order)."""
     parents: dict[int, int] = {}
     nprocs = 1
@@ -84,6 +90,82 @@ def process_parents(scenario: Scenario) -> dict[int, int]:
                 parents[nprocs] = s.proc
                 nprocs += 1
     return parents
+
+
+@dataclasses.dataclass
+class _Program:
+    """What the compilers share while one scenario is compiled."""
+
+    rids: dict[str, int]
+    sizes: dict[str, int]
+    holes: set = dataclasses.field(default_factory=set)   # (proc, region) with unmapped ranges
+    next_child: int = 1
+
+
+def _mmap(p: _Program, s: Step) -> list[str]:
+    return [f"mmap {p.rids[s['region']]}"]
+
+
+def _fill(p: _Program, s: Step) -> list[str]:
+    byte = -1 if s["unique"] else s["byte"]
+    return [f"fill {p.rids[s['region']]} {s['start']} {s['pages']} {byte}"]
+
+
+def _mprotect(p: _Program, s: Step) -> list[str]:
+    rid = p.rids[s["region"]]
+    return [f"mprotect {rid} {start} {end - start} {s['prot']}"
+            for start, end in mprotect_ranges(s, p.sizes[s["region"]])]
+
+
+def _mergeable(p: _Program, s: Step) -> list[str]:
+    # mm/madvise.c madvise_walk_vmas(): ENOMEM when the range has holes; HOLES says whether
+    # this process has unmapped (munmap) or moved (mremap) part of the region before.
+    return [f"mergeable {p.rids[s['region']]} {int((s.proc, s['region']) in p.holes)}"]
+
+
+def _ksm_merge(p: _Program, s: Step) -> list[str]:
+    return [f"ksm_merge {s['full_scans']}"]
+
+
+def _fork(p: _Program, s: Step) -> list[str]:
+    first = p.next_child
+    p.next_child += s["children"]
+    for child in range(first, p.next_child):
+        p.holes |= {(child, r) for q, r in p.holes if q == s.proc}
+    return [f"fork {first} {s['children']}"]
+
+
+def _mremap(p: _Program, s: Step) -> list[str]:
+    if s["pages"] != p.sizes[s["to"]]:
+        raise AssertionError("scenario.regions and mremap disagree")
+    p.holes.add((s.proc, s["region"]))
+    return [f"mremap {p.rids[s['region']]} {s['start']} {s['pages']} {p.rids[s['to']]}"]
+
+
+def _munmap(p: _Program, s: Step) -> list[str]:
+    p.holes.add((s.proc, s["region"]))
+    return [f"munmap {p.rids[s['region']]} {s['start']} {s['pages']}"]
+
+
+def _walk_pages(p: _Program, s: Step) -> list[str]:
+    rid = p.rids[s["region"]]
+    return [f"{s.kind} {rid} {page}" for page in page_list(s, p.sizes[s["region"]])]
+
+
+# One compiler per kind of scenario.STEP_KINDS (tests/test_step_contract.py checks both ways,
+# and that replayer.c parses every op a compiler emits).
+COMPILERS: dict[str, Callable[[_Program, Step], list[str]]] = {
+    "mmap": _mmap,
+    "fill": _fill,
+    "mprotect": _mprotect,
+    "mergeable": _mergeable,
+    "ksm_merge": _ksm_merge,
+    "fork": _fork,
+    "mremap": _mremap,
+    "munmap": _munmap,
+    "migrate": _walk_pages,
+    "idle": _walk_pages,
+}
 
 
 def compile_program(scenario: Scenario) -> str:
@@ -117,43 +199,13 @@ def compile_program(scenario: Scenario) -> str:
         lines.append(f"region {rid} {encode_name(name)} {sizes[name]} "
                      f"{addresses[name]:#x} {backing[name]}")
 
-    holes: set[tuple[int, str]] = set()     # (proc, region) with unmapped ranges
-    next_child = 1
+    prog = _Program(rids, sizes)
     for s in scenario.steps:
+        compiler = COMPILERS.get(s.kind)
+        if compiler is None:
+            raise ScenarioError(scenario.path, s.index, f"the replayer's program compiler has "
+                                f"no compiler for step kind {s.kind!r}", line=s.line)
         lines.append(f"step {s.index} {s.proc} {s.kind}")
-        region = s.get("region")
-        rid = rids.get(region) if region is not None else None
-        if s.kind == "mmap":
-            lines.append(f"mmap {rid}")
-        elif s.kind == "fill":
-            byte = -1 if s["unique"] else s["byte"]
-            lines.append(f"fill {rid} {s['start']} {s['pages']} {byte}")
-        elif s.kind == "mprotect":
-            for start, end in mprotect_ranges(s, sizes[region]):
-                lines.append(f"mprotect {rid} {start} {end - start} {s['prot']}")
-        elif s.kind == "mergeable":
-            lines.append(f"mergeable {rid} {int((s.proc, region) in holes)}")
-        elif s.kind == "ksm_merge":
-            lines.append(f"ksm_merge {s['full_scans']}")
-        elif s.kind == "fork":
-            first = next_child
-            next_child += s["children"]
-            for child in range(first, next_child):
-                holes |= {(child, r) for p, r in holes if p == s.proc}
-            lines.append(f"fork {first} {s['children']}")
-        elif s.kind == "mremap":
-            lines.append(f"mremap {rid} {s['start']} {s['pages']} {rids[s['to']]}")
-            holes.add((s.proc, region))
-            if s["pages"] != sizes[s["to"]]:
-                raise AssertionError("scenario.regions and mremap disagree")
-        elif s.kind == "munmap":
-            lines.append(f"munmap {rid} {s['start']} {s['pages']}")
-            holes.add((s.proc, region))
-        elif s.kind in ("migrate", "idle"):
-            for page in page_list(s, sizes[region]):
-                lines.append(f"{s.kind} {rid} {page}")
-        else:  # scenario.STEP_FIELDS and this function must list the same kinds
-            raise ScenarioError(scenario.path, s.index, f"the replayer has no op for {s.kind!r}",
-                                line=s.line)
+        lines += compiler(prog, s)
     lines.append("end")
     return "\n".join(lines) + "\n"

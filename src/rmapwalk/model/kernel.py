@@ -12,21 +12,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+from ..contract import NOT_PRESENT
 from . import mm as mmops
 from .ksm import STRATEGIES, Ksm, StableNode, rmap_walk_ksm  # noqa: F401 (re-export)
+from .mm import ModelError  # noqa: F401 (re-export: the model's one refusal)
 from .rmap import (AddressSpace, AnonVmaChain, Folio, RmapWalkControl, RmapWalkStats, anon_vma_prepare,
                    rmap_walk_anon, rmap_walk_file)
 
-PAGE_SIZE = mmops.PAGE_SIZE
 # mm/migrate.c: migrate_pages_sync() tries NR_MAX_MIGRATE_ASYNC_RETRY passes in async mode,
 # then NR_MAX_MIGRATE_SYNC_RETRY in sync mode; every failed unmap is undone by a
 # remove_migration_ptes() walk (migrate_folio_undo_src).
 NR_MAX_MIGRATE_ASYNC_RETRY = 3
 NR_MAX_MIGRATE_SYNC_RETRY = 7
-
-
-class ModelError(RuntimeError):
-    """A system call the real kernel would refuse (or a SIGSEGV)."""
 
 
 @dataclasses.dataclass
@@ -75,9 +72,11 @@ class Kernel:
         mm = self.procs[proc]
         vma = mm.find_vma(addr)
         if vma is None:
-            raise ModelError(f"write to unmapped address {addr:#x} (SIGSEGV)")
+            raise ModelError("SIGSEGV", "faults: no VMA covers it",
+                             "arch/x86/mm/fault.c do_user_addr_fault: no VMA", addr=addr)
         if not vma.vm_flags & mmops.VM_WRITE:
-            raise ModelError(f"write to read-only page {addr:#x} (SIGSEGV)")
+            raise ModelError("SIGSEGV", "faults: its VMA is not writable",
+                             "arch/x86/mm/fault.c access_error", addr=addr)
         index = vma.linear_page_index(addr)
         if vma.vm_file is not None:
             folio = vma.vm_file.pages.get(index)
@@ -104,15 +103,24 @@ class Kernel:
         mmops.mprotect(self.procs[proc], start, end, prot)
 
     def madvise_mergeable(self, proc: int, start: int, end: int) -> None:
-        """mm/ksm.c ``ksm_madvise(MADV_MERGEABLE)``: join KSM, flag every compatible VMA."""
+        """madvise(MADV_MERGEABLE): mm/madvise.c ``madvise_walk_vmas`` visits every VMA in
+        the range and calls mm/ksm.c ``ksm_madvise``, which joins KSM and flags every
+        ``vma_ksm_compatible`` VMA; a MAP_SHARED mapping (the replayer's tmpfs files:
+        VM_SHARED|VM_MAYSHARE) is silently skipped ("just ignore the advice", return 0).
+        Holes in the range do not stop the walk, but the call then fails with ENOMEM
+        after the advice was applied around them (raised here last, like the kernel)."""
         self.generation += 1
         mm = self.procs[proc]
+        hole = mmops.first_hole(mm, start, end)
         for vma in mm.vmas_in(start, end):
-            if vma.vm_flags & (mmops.VM_MERGEABLE | mmops.VM_SHARED):
+            if vma.vm_flags & (mmops.VM_MERGEABLE | mmops.VM_SHARED | mmops.VM_MAYSHARE):
                 continue    # already mergeable; MAP_SHARED is not vma_ksm_compatible
             self.ksm.ksm_enter(mm)
             mmops.vma_modify_flags(mm, vma, max(start, vma.vm_start), min(end, vma.vm_end),
                                    vma.vm_flags | mmops.VM_MERGEABLE)
+        if hole is not None:
+            raise ModelError("ENOMEM", "has a hole (the advice was applied around it)",
+                             "mm/madvise.c madvise_walk_vmas", addr=hole)
 
     def ksm_run(self, full_scans: int) -> None:
         self.generation += 1
@@ -162,13 +170,20 @@ class Kernel:
         self.trace.append(rec)
         return rec
 
-    def move_page(self, proc: int, addr: int) -> str:
-        """move_pages(MPOL_MF_MOVE_ALL) of one page to the other node.  Returns the outcome:
-        ``migrated``, ``failed`` or ``not-present``."""
+    def move_page(self, proc: int, addr: int) -> tuple[str, str]:
+        """move_pages(MPOL_MF_MOVE_ALL) of one page to the other node.  Returns the outcome
+        as ``(result, errno)`` in the terms of :data:`rmapwalk.contract.OUTCOMES`:
+        ``("moved", "")``, ``("not-migrated", "")`` when migrate_pages() gave up after its
+        retries, or ``("error", errno)`` for the page's status: ``EFAULT`` if no VMA covers
+        the address, ``ENOENT`` if no page is mapped there (mm/migrate.c
+        ``do_pages_stat_array`` and ``add_folio_for_migration``: ``vma_lookup`` fails, or
+        ``folio_walk_start`` finds nothing)."""
         mm = self.procs[proc]
+        if mm.find_vma(addr) is None:
+            return "error", "EFAULT"
         folio = mm.pte.get(addr)
         if folio is None:
-            return "not-present"
+            return "error", "ENOENT"
         self.generation += 1
         entries: set = set()
 
@@ -191,26 +206,30 @@ class Kernel:
             if folio.mapcount == 0:
                 folio.nid = 1 - folio.nid      # the copy on the other node takes its place
                 self.rmap_walk(folio, remap, set(entries))
-                return "migrated"
+                return "moved", ""
             self.rmap_walk(folio, remap, set(entries))
-        return "failed"
+        # mm/migrate.c move_pages_and_store_status(): move_pages() returns the number of
+        # pages not migrated, and the page stays where it was.
+        return "not-migrated", ""
 
-    def page_idle(self, proc: int, addr: int) -> str:
-        """Set the page's bit in /sys/kernel/mm/page_idle/bitmap (mm/page_idle.c): one
-        read-only walk (``page_idle_clear_pte_refs``) if the folio is mapped."""
+    def page_idle(self, proc: int, addr: int) -> tuple[str, str]:
+        """Set the page's bit in /sys/kernel/mm/page_idle/bitmap (mm/page_idle.c
+        ``page_idle_bitmap_write``): one read-only walk (``page_idle_clear_pte_refs``).
+        Returns ``("ok", "")``, or ``("error", NOT_PRESENT)`` when no page is mapped at
+        ``addr``: the replayer finds the pfn in /proc/self/pagemap, whose present bit is
+        clear there (also for an address no VMA covers: fs/proc/task_mmu.c
+        ``pagemap_pte_hole`` reports holes as not present)."""
         folio = self.procs[proc].pte.get(addr)
         if folio is None:
-            return "not-present"
-        if folio.mapcount == 0:
-            return "not-mapped"
+            return "error", NOT_PRESENT
         key = (folio.id, self.generation)
         rec = self._memo.get(key)
         if rec is not None:     # nothing changed since the same walk: same counts
             self.trace.append(rec)
-            return "ok"
+            return "ok", ""
         idle = RmapWalkControl(lambda f, v, a: True, None, "idle")
         self._memo = {key: self.rmap_walk(folio, idle, set(folio.maps))}
-        return "ok"
+        return "ok", ""
 
 
 class ModelInvariantError(AssertionError):

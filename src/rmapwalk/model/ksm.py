@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import itertools
 
+from ..contract import PAGE_SHIFT, PAGE_SIZE
 from .interval_tree import ULONG_MAX
 from .rmap import Folio, RmapWalkControl, RmapWalkStats
 
-PAGE_SHIFT = 12
+# The kernels this project compares, by the query rmap_walk_ksm() makes: the one list of
+# strategies (the simulator, the analysis and the command line take it from here).
 STRATEGIES = ("baseline", "naive", "pgoff")
 _ids = itertools.count(1)
 
@@ -129,7 +131,7 @@ class Ksm:
         self.seqnr += 1
 
     def _scan_mm(self, mm, kernel) -> None:
-        from .mm import VM_MERGEABLE, PAGE_SIZE
+        from .mm import VM_MERGEABLE
         old = self.rmap_list[mm]
         new_list: list[KsmRmapItem] = []
         j = 0
@@ -322,7 +324,6 @@ class Ksm:
     def unmerge_range(self, mm, start: int, end: int) -> None:
         """``unmerge_ksm_pages`` (MADV_UNMERGEABLE, and mremap before moving): every KSM page
         mapped in the range is copied (break_ksm → COW); rmap_items stay until the next scan."""
-        from .mm import PAGE_SIZE
         for addr in range(start, end, PAGE_SIZE):
             folio = mm.pte.get(addr)
             if folio is not None and folio.stable_node is not None:

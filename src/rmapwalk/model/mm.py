@@ -12,12 +12,11 @@ from __future__ import annotations
 import bisect
 import itertools
 
+from ..contract import PAGE_SHIFT, PAGE_SIZE
 from . import rmap
 from .interval_tree import IntervalTreeNode
 from .rmap import AnonVma, Folio
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 # include/linux/mm.h
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
 VM_MAYREAD, VM_MAYWRITE, VM_MAYSHARE = 0x10, 0x20, 0x80
@@ -27,6 +26,29 @@ VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
 PROT_FLAGS = {"none": 0, "r": VM_READ, "rw": VM_READ | VM_WRITE}
 
 _mm_ids = itertools.count(0)
+
+
+class ModelError(RuntimeError):
+    """A system call the real kernel refuses, or an access it answers with a signal.
+
+    ``errno`` is the kernel's name for the failure (``ENOMEM``, ``EFAULT``, or ``SIGSEGV``
+    for a fault), ``reason`` says what is wrong with the range (a predicate: "has a hole"), ``source`` is the
+    Linux 6.12 function that refuses, and ``addr`` the address where it went wrong (if one)."""
+
+    def __init__(self, errno: str, reason: str, source: str, addr: int | None = None):
+        self.errno, self.reason, self.source, self.addr = errno, reason, source, addr
+        at = f" at {addr:#x}" if addr is not None else ""
+        super().__init__(f"{errno} ({reason}{at}; {source})")
+
+
+def first_hole(mm: "MmStruct", start: int, end: int) -> int | None:
+    """The lowest address of [start, end) that no VMA covers, or None if VMAs cover it all."""
+    tmp = start
+    for vma in mm.vmas_in(start, end):
+        if vma.vm_start > tmp:
+            return tmp
+        tmp = vma.vm_end
+    return tmp if tmp < end else None
 
 
 class VmAreaStruct:
@@ -318,11 +340,21 @@ def vma_modify_flags(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, flag
 
 
 def mprotect(mm: MmStruct, start: int, end: int, prot: str) -> None:
-    """mm/mprotect.c ``do_mprotect_pkey`` → ``mprotect_fixup`` for each VMA in the range."""
+    """mm/mprotect.c ``do_mprotect_pkey`` → ``mprotect_fixup`` for each VMA in the range.
+
+    A hole refuses the call with ENOMEM: none is applied if ``start`` itself is unmapped
+    (``vma->vm_start > start``), else every VMA below the hole keeps its new protection
+    (``vma->vm_start != tmp`` breaks out of the loop; ``tmp < end`` at the end)."""
     want = PROT_FLAGS[prot]
+    hole = first_hole(mm, start, end)
     for vma in mm.vmas_in(start, end):
+        if hole is not None and vma.vm_start >= hole:
+            break
         flags = (vma.vm_flags & ~VM_ACCESS_FLAGS) | want
         vma_modify_flags(mm, vma, max(start, vma.vm_start), min(end, vma.vm_end), flags)
+    if hole is not None:
+        raise ModelError("ENOMEM", "has a hole", "mm/mprotect.c do_mprotect_pkey",
+                         addr=hole)
 
 
 def do_mmap(mm: MmStruct, addr: int, pages: int, *, file=None) -> VmAreaStruct:
@@ -366,9 +398,15 @@ def move_vma(mm: MmStruct, old_addr: int, length: int, new_addr: int, ksm=None) 
     first (``ksm_madvise(MADV_UNMERGEABLE)`` without changing the flags), ``copy_vma``
     clones the VMA at the new address keeping the page offset, the page tables move, and the
     old range is unmapped."""
+    # mm/mremap.c vma_to_resize(): vma_lookup(addr) fails -> EFAULT (the range was moved
+    # away or unmapped); "We can't remap across vm area boundaries" -> EFAULT.
     vma = mm.find_vma(old_addr)
-    if vma is None or vma.vm_end < old_addr + length:
-        raise ValueError(f"mremap range {old_addr:#x}+{length:#x} is not inside one VMA")
+    if vma is None:
+        raise ModelError("EFAULT", "starts where nothing is mapped", "mm/mremap.c vma_to_resize",
+                         addr=old_addr)
+    if length > vma.vm_end - old_addr:
+        raise ModelError("EFAULT", "crosses the end of its VMA",
+                         "mm/mremap.c vma_to_resize", addr=vma.vm_end)
     if ksm is not None and vma.vm_flags & VM_MERGEABLE:
         ksm.unmerge_range(mm, old_addr, old_addr + length)
     new_pgoff = vma.linear_page_index(old_addr)
