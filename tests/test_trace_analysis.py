@@ -11,7 +11,8 @@ import pytest
 from rmapwalk.analysis import compare as C
 from rmapwalk.analysis import provenance as P
 from rmapwalk.analysis import traces as T
-from rmapwalk.walks import COLUMNS
+from rmapwalk.contract import COLUMNS
+from tests.fakedata import reseal, use_scenarios, write_run
 
 RATIO = 400.0
 
@@ -32,12 +33,10 @@ def synthetic(seed: int = 1, n: int = 40) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_run(root, scenario, kernel, run, rows):
-    folder = root / scenario / kernel / f"run-{run}"
-    folder.mkdir(parents=True)
-    pd.DataFrame(rows, columns=T.WALK_COLUMNS).to_csv(folder / "walks.csv", index=False)
-    pd.DataFrame([], columns=T.OUTCOME_COLUMNS).to_csv(folder / "outcomes.csv", index=False)
-    return folder
+@pytest.fixture(autouse=True)
+def scenarios(tmp_path, monkeypatch):
+    """Synthetic runs are checked against scenario files of their own."""
+    return use_scenarios(monkeypatch, tmp_path / "scenarios")
 
 
 def test_known_ratio_recovered_and_covered():
@@ -110,11 +109,13 @@ def test_comparison_reports_a_planted_disagreement():
 def test_load_reads_every_run(tmp_path):
     w = synthetic(n=4)
     for (k, r), g in w.groupby(["kernel", "run"]):
-        write_run(tmp_path, "synthetic", k, r, g[list(T.WALK_COLUMNS)].to_dict("records"))
-    got = T.load(tmp_path)
+        write_run(tmp_path / "traces", "synthetic", k, r,
+                  g[list(T.WALK_COLUMNS)].to_dict("records"))
+    got = T.load(tmp_path / "traces")
     assert len(got) == len(w)
-    assert T.inventory(tmp_path).loc["synthetic", "baseline"] == 2
-    assert T.load(tmp_path / "absent").empty
+    assert T.inventory(tmp_path / "traces").loc["synthetic", "baseline"] == 2
+    with pytest.raises(T.DataIntegrityError, match="absent: no such data folder"):
+        T.load(tmp_path / "absent")
 
 
 @pytest.mark.parametrize("damage,expected", [
@@ -125,36 +126,37 @@ def test_load_reads_every_run(tmp_path):
 ])
 def test_malformed_walks_csv_names_the_file(tmp_path, damage, expected):
     rows = synthetic(n=2)[list(T.WALK_COLUMNS)]
-    folder = write_run(tmp_path, "synthetic", "baseline", 1, rows.to_dict("records"))
+    folder = write_run(tmp_path / "traces", "synthetic", "baseline", 1, rows.to_dict("records"))
     damage(rows).to_csv(folder / "walks.csv", index=False)
+    reseal(folder)
     with pytest.raises(T.TraceDataError) as err:
-        T.load(tmp_path)
+        T.load(tmp_path / "traces")
     assert str(folder / "walks.csv") in str(err.value)
     assert expected in str(err.value)
 
 
 def test_missing_walks_csv_names_the_file(tmp_path):
-    folder = tmp_path / "synthetic" / "patched" / "run-1"
-    folder.mkdir(parents=True)
-    with pytest.raises(T.TraceDataError, match=str(folder / "walks.csv") + ": missing"):
-        T.load(tmp_path)
+    folder = write_run(tmp_path / "traces", "synthetic", "patched", 1, [])
+    (folder / "walks.csv").unlink()
+    reseal(folder)
+    with pytest.raises(T.DataIntegrityError, match=str(folder / "walks.csv") + ": a run folder needs it"):
+        T.load(tmp_path / "traces")
 
 
 def test_unreadable_csv_names_the_file(tmp_path):
-    folder = write_run(tmp_path, "synthetic", "patched", 1, [])
+    folder = write_run(tmp_path / "traces", "synthetic", "patched", 1, [])
     (folder / "walks.csv").write_bytes(b"")
+    reseal(folder)
     with pytest.raises(T.TraceDataError, match="walks.csv: not a readable CSV"):
-        T.load(tmp_path)
+        T.load(tmp_path / "traces")
 
 
 def test_provenance_reads_manifests(tmp_path):
-    folder = write_run(tmp_path, "synthetic", "baseline", 1, [])
-    (folder / "manifest.json").write_text(json.dumps({
-        "kernel": {"source": {"version": "6.12.117"}, "patches": [{"file": "0001-x.patch", "sha256": "ab"}]},
-        "qemu": {"accel": "tcg", "command": ["qemu-system-x86_64", "-kernel", "/a/b/bzImage"]},
-        "files": {"walks.csv": {"sha256": "00", "size": 1}}, "manifest_sha256": "ff"}))
-    runs = P.runs(tmp_path)
-    assert runs.loc[0, "linux"] == "6.12.117" and runs.loc[0, "accel"] == "tcg"
-    assert P.qemu_commands(tmp_path).loc[0, "command"] == "qemu-system-x86_64 -kernel …/bzImage"
-    assert not P.patch_hashes(tmp_path).loc[0, "matches"]
-    assert P.verify(tmp_path)                           # the checksums are wrong on purpose
+    root = tmp_path / "traces"
+    write_run(root, "synthetic", "baseline", 1, [])
+    runs = P.runs(root)
+    assert runs.loc[0, "linux"] == "test" and runs.loc[0, "accel"] == "tcg"
+    assert runs.loc[0, "kernel"] == "6.12/baseline"
+    assert P.qemu_commands(root).loc[0, "command"] == "qemu-system-x86_64 -kernel …/bzImage"
+    assert not P.patch_hashes(root).loc[0, "matches"]     # a patch that is not committed
+    assert P.verify(root) == []

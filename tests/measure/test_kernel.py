@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from rmapwalk import kernels
 from rmapwalk.measure import kernel
 
 FRAGMENT = kernel.FRAGMENT.read_bytes()
+KL = kernels.load()
+BASE = KL.base()
+VARIANTS = tuple(KL.variants)
 
 
 def _patches(name):
-    return [(p, (kernel.PATCH_DIR / p).read_bytes()) for p in kernel.load_series()[name]]
+    return kernel.kernel_inputs(BASE.name, name)[0]
 
 
 # --- cache key -----------------------------------------------------------------
@@ -39,29 +43,53 @@ def test_cache_key_changes_with_the_fragment_and_source():
 
 
 def test_cache_key_differs_per_kernel():
-    keys = {kernel.cache_key("v", _patches(n), FRAGMENT) for n in kernel.KERNELS}
-    assert len(keys) == len(kernel.KERNELS)
+    keys = {kernel.cache_key("v", _patches(n), FRAGMENT) for n in VARIANTS}
+    assert len(keys) == len(VARIANTS)
 
 
 # --- series and fragment -------------------------------------------------------
 
-def test_series_names_existing_patches():
-    series = kernel.load_series()
-    assert set(series) == set(kernel.KERNELS)
-    for patches in series.values():
-        for p in patches:
-            assert (kernel.PATCH_DIR / p).is_file(), p
-    assert series["baseline"] == series["patched"][:1] == series["naive"][:1]
+def test_every_base_has_a_series_per_variant_naming_existing_patches():
+    for base in KL.bases.values():
+        assert set(base.series) == set(KL.variants), base.name
+        for patches in base.series.values():
+            for p in patches:
+                assert (base.patch_dir / p).is_file(), p
+        assert base.series["baseline"] == base.series["patched"][:1] == base.series["naive"][:1]
 
 
-def test_series_with_a_missing_patch_is_rejected(tmp_path):
-    (tmp_path / "series.yaml").write_text("kernels:\n  baseline: [0009-nope.patch]\n")
-    with pytest.raises(kernel.KernelBuildError, match="0009-nope.patch not found"):
-        kernel.load_series(tmp_path / "series.yaml")
+def test_variants_name_model_strategies():
+    from rmapwalk.model.ksm import STRATEGIES
+    assert {v.strategy for v in KL.variants.values()} <= set(STRATEGIES)
+    assert set(kernels.strategy_of().values()) == set(STRATEGIES)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("default_base: '6.12'\nvariants: {baseline: {strategy: baseline}}\nbases:\n  '6.12': "
+     "{package: p, tarball: /t, patches: patches, series: {baseline: [0009-nope.patch]}}\n",
+     "patch 0009-nope.patch not found"),
+    ("default_base: '6.1'\nvariants: {}\nbases: {}\n", "default_base '6.1' is not one of"),
+    ("default_base: '6.12'\nvariants: {baseline: {strategy: baseline}}\nbases:\n  '6.12': "
+     "{package: p, tarball: /t, patches: patches, series: {v9: []}}\n", "unknown variant 'v9'"),
+    ("variants: [\n", "not valid YAML"),
+])
+def test_bad_kernel_list_is_rejected(tmp_path, text, message):
+    (tmp_path / "patches").mkdir()
+    f = tmp_path / "kernels.yaml"
+    f.write_text(text)
+    with pytest.raises(kernels.KernelListError, match=message) as err:
+        kernels.parse(f)
+    assert str(f) in str(err.value)
+
+
+def test_manifest_identity_old_and_new():
+    assert KL.identify({"name": "patched", "source": {"package": BASE.package}}) == \
+        (BASE.name, "patched")
+    assert KL.identify({"base": "6.1", "variant": "naive", "name": "naive"}) == ("6.1", "naive")
 
 
 def test_patches_are_signed_off():
-    for p in kernel.PATCH_DIR.glob("*.patch"):
+    for p in BASE.patch_dir.glob("*.patch"):
         assert "Signed-off-by: rmapwalk <rmapwalk@localhost>" in p.read_text(), p.name
 
 
@@ -117,7 +145,7 @@ def test_cached_entry_is_used_without_the_source(tmp_path, monkeypatch):
     monkeypatch.setattr(kernel.paths, "CACHE", tmp_path)
     monkeypatch.setattr(kernel, "find_source", _no_source)
     patches = _patches("naive")
-    d = tmp_path / "kernels" / "naive-0123456789abcdef"
+    d = tmp_path / "kernels" / f"{BASE.name}-naive-0123456789abcdef"
     d.mkdir(parents=True)
     (d / "bzImage").write_bytes(b"x")
     (d / "build.json").write_text(json.dumps({
@@ -155,20 +183,20 @@ def _pristine_files(dest: Path, files: list[str]) -> bool:
             subprocess.run(["git", "apply", "-R", str(p)], cwd=dest, check=True)
             p.unlink()
         return True
-    if not kernel.SOURCE_TARBALL.is_file():
+    if not BASE.tarball.is_file():
         return False
     # Existing files only: the patches also create new ones (the trace header).
     # tar complains about those, and extracts the others.
-    subprocess.run(["tar", "xJf", str(kernel.SOURCE_TARBALL), "-C", str(dest),
-                    "--strip-components=1"] + [f"{kernel.SOURCE_PACKAGE}/{f}" for f in files],
+    subprocess.run(["tar", "xJf", str(BASE.tarball), "-C", str(dest),
+                    "--strip-components=1"] + [f"{BASE.package}/{f}" for f in files],
                    capture_output=True)
     return True
 
 
 def test_series_applies_to_the_pristine_tree(tmp_path):
-    series = kernel.load_series()
+    series = BASE.series
     files = sorted({f for ps in series.values() for p in ps
-                    for f in _touched(kernel.PATCH_DIR / p) if f != "/dev/null"})
+                    for f in _touched(BASE.patch_dir / p) if f != "/dev/null"})
     if not _pristine_files(tmp_path, files):
         pytest.skip("no unpacked tree in the cache and no linux-source-6.12 tarball")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
@@ -176,7 +204,7 @@ def test_series_applies_to_the_pristine_tree(tmp_path):
         work = tmp_path / f"k-{name}"
         shutil.copytree(tmp_path, work, ignore=shutil.ignore_patterns("k-*", ".git"))
         for p in patches:
-            r = subprocess.run(["git", "apply", "--check", str(kernel.PATCH_DIR / p)],
+            r = subprocess.run(["git", "apply", "--check", str(BASE.patch_dir / p)],
                                cwd=work, capture_output=True, text=True)
             assert r.returncode == 0, f"{name}: {p}: {r.stderr}"
-            subprocess.run(["git", "apply", str(kernel.PATCH_DIR / p)], cwd=work, check=True)
+            subprocess.run(["git", "apply", str(BASE.patch_dir / p)], cwd=work, check=True)

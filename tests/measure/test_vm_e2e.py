@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
-from rmapwalk import paths, scenario, walks
-from rmapwalk.measure import capture, manifest
+from rmapwalk import contract, paths, scenario
+from rmapwalk import dataset, kernels, simulate
+from rmapwalk.measure import capture, kernel
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -40,11 +41,11 @@ INT_COLUMNS = ("step", "page", "iterations", "skip_addr", "skip_mm", "rmap_one")
 
 
 def kernel_cached(name):
+    """Why the kernel cannot be booted here (not built yet), or None."""
     try:
-        from rmapwalk.measure import kernel
         kernel.kernel_image(name, build=False)
-    except Exception as e:  # not built yet, or the module is not there
-        return str(e) or type(e).__name__
+    except kernel.KernelBuildError as e:
+        return str(e)
     return None
 
 
@@ -61,29 +62,29 @@ def scenario_file(tmp_path_factory):
 def read_walks(run):
     with open(run / "walks.csv") as f:
         rows = list(csv.DictReader(f))
-    return [{c: int(r[c]) if c in INT_COLUMNS else r[c] for c in walks.COLUMNS} for r in rows]
+    return [{c: int(r[c]) if c in INT_COLUMNS else r[c] for c in contract.COLUMNS} for r in rows]
 
 
-@pytest.mark.parametrize("kernel, strategy", [("baseline", "baseline"), ("patched", "pgoff"),
-                                              ("naive", "naive")])
-def test_capture_matches_simulation(kernel, strategy, scenario_file, tmp_path):
+@pytest.mark.parametrize("variant", kernels.variants())
+def test_capture_matches_simulation(variant, scenario_file, tmp_path):
+    strategy = kernels.strategy_of()[variant]
     if not shutil.which("qemu-system-x86_64"):
         pytest.skip("qemu-system-x86_64 not installed")
-    why = kernel_cached(kernel)
+    why = kernel_cached(variant)
     if why:
-        pytest.skip(f"no cached {kernel} kernel: {why}")
+        pytest.skip(f"no cached {variant} kernel: {why}")
     out = tmp_path / "out"
-    args = argparse.Namespace(scenario=str(scenario_file), kernel=kernel, repeat=1, out=out,
-                              timeout=1800.0, accel="tcg", bzimage=None)
+    base = kernels.load().default_base
+    args = argparse.Namespace(scenario=str(scenario_file), kernel=variant, base=base, repeat=1,
+                              out=out, timeout=1800.0, accel="tcg", bzimage=None)
     assert capture.run_capture(args) == 0
     sc = scenario.load(scenario_file)
-    run = out / sc.name / kernel / "run-1"
+    run = dataset.run_folder(out, sc.name, base, variant, 1)
     assert sorted(p.name for p in run.iterdir()) == [
         "console.log.gz", "manifest.json", "outcomes.csv", "trace.txt.gz", "walks.csv"]
-    assert manifest.verify(out) == []
+    assert dataset.verify(out, scenarios=scenario_file.parent) == []
     measured = read_walks(run)
     assert measured, "no walks captured"
-    simulate = pytest.importorskip("rmapwalk.simulate")
     expected = simulate.simulate_walks(sc, strategy)
     assert len(measured) == len(expected), (measured, expected)
     for i, (m, e) in enumerate(zip(measured, expected)):

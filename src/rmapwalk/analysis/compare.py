@@ -2,8 +2,9 @@
 walks tables).
 
 For one scenario and one kernel, every run's measured walks are lined up with the walks the
-simulator produced under the same kernel's strategy (:data:`rmapwalk.simulate.KERNEL_STRATEGY`:
-baseline -> ``baseline``, patched -> ``pgoff``, naive -> ``naive``).  Walks are matched on
+simulator produced under the same kernel's strategy (``kernel-config/kernels.yaml``, read by
+:func:`rmapwalk.kernels.strategy_of`: baseline -> ``baseline``, patched -> ``pgoff``, naive ->
+``naive``).  Walks are matched on
 ``(step, region, page, reason, n)``, n counting repeats of that key in order (a migration
 that is retried walks again).  Each matched walk is compared counter by counter and on
 ``page_type``; a walk on one side only is a disagreement of every field.  Nothing is
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..simulate import KERNEL_STRATEGY
-from ..walks import COUNTERS
+from ..contract import COUNTERS
+from ..kernels import strategy_of
 
 KEY = ("step", "region", "page", "reason", "n")
 FIELDS = ("page_type", *COUNTERS)
@@ -49,7 +50,7 @@ def compare_runs(measured: pd.DataFrame, model_walks: dict[str, pd.DataFrame]) -
             continue
         m = match(g, model_walks[kernel])
         m.insert(0, "run", run)
-        m.insert(0, "strategy", KERNEL_STRATEGY.get(kernel, kernel))
+        m.insert(0, "strategy", strategy_of()[kernel])
         m.insert(0, "kernel", kernel)
         frames.append(m)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,36 +1,30 @@
 """Provenance: what the measured data and the book were made from.
 
-Reads the ``manifest.json`` of every capture run (:mod:`rmapwalk.measure.manifest`: kernel
-source and version, patch sha256s, QEMU version and command line, accelerator, file
-checksums), the patch series of ``kernel-config/patches/`` (``series.yaml`` and the
-``git format-patch`` files), and writes the build information the front page includes
+Reads the ``manifest.json`` of every verified capture run (through :mod:`rmapwalk.dataset`:
+kernel source and version, patch sha256s, QEMU version and command line, accelerator, file
+checksums), the kernel list ``kernel-config/kernels.yaml`` with its ``git format-patch``
+files, and writes the build information the front page includes
 (``python -m rmapwalk.analysis.provenance build-info OUT.md``, run by ``make book``).
 """
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from .. import paths
-from ..measure import manifest as mf
-from .traces import run_folders
+from .. import dataset, kernels as kernel_list, paths
+from ..dataset import read_manifest
 
 
-def read_manifest(folder: Path) -> dict:
-    path = Path(folder) / mf.NAME
-    if not path.is_file():
-        raise ValueError(f"{path}: missing (every run folder needs a manifest)")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path}: not JSON: {e}") from None
+def run_folders(root: str | Path) -> list[tuple[str, str, int, Path]]:
+    """(scenario, kernel, run, folder) of every verified run of every base, sorted; the
+    kernel is ``<base>/<variant>``.  Raises DataIntegrityError naming what does not verify."""
+    return [(r.scenario, f"{r.base}/{r.variant}", r.run, r.folder)
+            for r in dataset.runs(Path(root))]
 
 
 def runs(root: str | Path) -> pd.DataFrame:
@@ -77,8 +71,8 @@ def patch_hashes(root: str | Path) -> pd.DataFrame:
             seen.setdefault((p["file"], p["sha256"]), set()).add(k)
     rows = []
     for (name, sha), ks in sorted(seen.items()):
-        f = paths.KERNEL_CONFIG / "patches" / name
-        now = mf.sha256_file(f) if f.is_file() else ""
+        f = kernel_list.load().base().patch_dir / name
+        now = dataset.sha256_file(f) if f.is_file() else ""
         rows.append({"patch": name, "sha256": sha, "kernels": ", ".join(sorted(ks)),
                      "matches": now == sha})
     return pd.DataFrame(rows, columns=["patch", "sha256", "kernels", "matches"])
@@ -112,26 +106,24 @@ def checksums(root: str | Path) -> pd.DataFrame:
 
 
 def verify(root: str | Path) -> list[str]:
-    """Problems found by re-hashing every file against its manifest (empty: all good)."""
-    return mf.verify(root) if run_folders(root) else []
+    """Every problem ``rmapwalk verify`` finds in the tree (empty: all good)."""
+    return dataset.verify(root)
 
 
 def data_digest(root: str | Path) -> str:
-    """sha256 (16 hex) over the manifests' own hashes: names the data set in one string."""
-    h = hashlib.sha256()
-    for s, k, r, folder in run_folders(root):
-        h.update(f"{s}/{k}/{r}:{read_manifest(folder).get('manifest_sha256', '')}\n".encode())
-    return h.hexdigest()[:16]
+    """sha256 (16 hex) over every file of the data set: names it in one string."""
+    return dataset.digest(root)
 
 
-def series(patch_dir: Path | None = None) -> dict:
-    """``series.yaml`` (kernel -> ordered patch files) and each patch's text and sha256."""
-    d = Path(patch_dir or paths.KERNEL_CONFIG / "patches")
-    kernels_ = yaml.safe_load((d / "series.yaml").read_text())["kernels"]
+def series(base: str | None = None) -> dict:
+    """The kernels of one base (kernels.yaml): variant -> ordered patch files, and each
+    patch's text and sha256."""
+    b = kernel_list.load().base(base)
     patches = {}
-    for f in sorted(d.glob("*.patch")):
-        patches[f.name] = {"sha256": mf.sha256_file(f), "text": f.read_text(errors="replace")}
-    return {"kernels": kernels_, "patches": patches}
+    for f in sorted({p for files in b.series.values() for p in files}):
+        path = b.patch_dir / f
+        patches[f] = {"sha256": dataset.sha256_file(path), "text": path.read_text(errors="replace")}
+    return {"kernels": {v: list(files) for v, files in b.series.items()}, "patches": patches}
 
 
 def _git(*args: str) -> str:
@@ -170,7 +162,7 @@ def build_info(executed: Path, traces: Path | None = None) -> str:
              f"- commit `{commit[:12]}`" + (" with uncommitted changes" if dirty else "")
              + f", built {when}",
              f"- measured data: `{rel}/`, {n_runs} capture runs"
-             + (f", data digest `{data_digest(traces)}` (sha256 over the runs' manifests)"
+             + (f", data digest `{data_digest(traces)}` (sha256 over every file)"
                 if n_runs else " (none yet: the measurement chapters say so)"),
              "- notebook parameters (papermill; the defaults unless overridden):", ""]
     for nb in sorted(Path(executed).glob("*.ipynb")):

@@ -1,12 +1,14 @@
 """Measured walks: the capture runs under ``data/traces/`` read into pandas, and the
 statistics the book quotes from them.
 
-A capture run folder is ``<root>/<scenario>/<kernel>/run-<k>/`` with ``walks.csv`` (the
-shared walks columns, :data:`rmapwalk.walks.COLUMNS`, plus ``duration_ns``, ``pfn``,
-``index``, ``proc``: one row per ``rmap:rmap_walk`` event inside a page window),
-``outcomes.csv`` and ``manifest.json`` (see :mod:`rmapwalk.measure.manifest`).  Kernels are
-``baseline`` (6.12, query ``[0, ULONG_MAX]``), ``patched`` (v4, stored page index) and
-``naive`` (v1-v3, ``address >> PAGE_SHIFT``).
+A capture run folder is ``<root>/<scenario>/<base>/<variant>/run-<k>/`` with ``walks.csv``
+(:data:`rmapwalk.contract.MEASURED_WALK_COLUMNS`: one row per ``rmap:rmap_walk`` event inside a
+page window), ``outcomes.csv`` and ``manifest.json``.  Runs are only read through
+:func:`rmapwalk.dataset.runs`, which verifies each against its manifest, its place and the
+committed scenario, and refuses (naming the file) what does not verify.  The ``kernel``
+column is the variant of ``kernel-config/kernels.yaml`` (``baseline``: query
+``[0, ULONG_MAX]``; ``patched``: v4, stored page index; ``naive``: v1-v3,
+``address >> PAGE_SHIFT``), the ``base`` column its Linux version; one base is read at a time.
 
 Durations are the tracepoint's ``duration_ns`` inside a QEMU TCG guest: emulated time,
 many times slower than a real CPU and not comparable with the thread's milliseconds.  The
@@ -19,7 +21,6 @@ correlation ``2U/(n_a n_b) - 1``).
 """
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
@@ -27,37 +28,47 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .. import paths
-from ..walks import COLUMNS, COUNTERS, PAGE_TYPES
+from .. import dataset, kernels as kernel_list, paths
+from ..contract import COUNTERS, MEASURED_COLUMNS, MEASURED_WALK_COLUMNS, OUTCOME_COLUMNS, PAGE_TYPES
 
-EXTRA_COLUMNS = ("duration_ns", "pfn", "index", "proc")
-WALK_COLUMNS = (*COLUMNS, *EXTRA_COLUMNS)
-INT_COLUMNS = ("step", "page", *COUNTERS, "duration_ns", "pfn", "index", "proc")
-OUTCOME_COLUMNS = ("step", "region", "page", "proc", "op", "result")
-KERNELS = ("baseline", "patched", "naive")
-RUN_RE = re.compile(r"^run-(\d+)$")
+WALK_COLUMNS = MEASURED_WALK_COLUMNS
+INT_COLUMNS = ("step", "page", *COUNTERS, *MEASURED_COLUMNS)
+KERNELS = kernel_list.variants()
+DataIntegrityError = dataset.DataIntegrityError
 
 
 class TraceDataError(ValueError):
     """A run folder's file is missing or malformed; the message starts with the file."""
 
 
-def run_folders(root: str | Path) -> list[tuple[str, str, int, Path]]:
-    """Every ``(scenario, kernel, run, folder)`` under ``root``, sorted; [] if none."""
-    root = Path(root)
-    out = []
-    if not root.is_dir():
-        return out
-    for folder in root.glob("*/*/run-*"):
-        m = RUN_RE.match(folder.name)
-        if folder.is_dir() and m:
-            out.append((folder.parent.parent.name, folder.parent.name, int(m.group(1)), folder))
-    return sorted(out, key=lambda r: (r[0], r[1], r[2]))
+def runs(root: str | Path | None = None, scenario: str | None = None, *,
+         base: str | None = None, include_unverified: bool = False) -> list[dataset.Run]:
+    """The verified runs of one base (default: kernels.yaml's default) under ``root``
+    (default data/traces); see :func:`rmapwalk.dataset.runs`."""
+    root = Path(root) if root not in (None, "") else paths.TRACES
+    base = base or kernel_list.load().default_base
+    return [r for r in dataset.runs(root, scenario=scenario, include_unverified=include_unverified)
+            if r.base == base]
 
 
-def inventory(root: str | Path) -> pd.DataFrame:
+def integrity_note(root: str | Path | None = None) -> str:
+    """Markdown for a page that was asked to include unverified runs: what does not verify
+    (empty when everything does)."""
+    root = Path(root) if root not in (None, "") else paths.TRACES
+    problems = dataset.verify(root)
+    if not problems:
+        return ""
+    lines = "\n".join(f"- `{p}`" for p in problems[:20])
+    more = f"\n- ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    return (f"```{{warning}}\nThis page includes **unverified** runs ({len(problems)} "
+            f"problem(s) found by `rmapwalk verify`); its numbers are not the published ones.\n"
+            f"```\n\n{lines}{more}\n")
+
+
+def inventory(root: str | Path | None = None, *, include_unverified: bool = False) -> pd.DataFrame:
     """Runs per scenario and kernel (a scenario x kernel table of counts)."""
-    rows = [{"scenario": s, "kernel": k, "run": r} for s, k, r, _ in run_folders(root)]
+    rows = [{"scenario": r.scenario, "kernel": r.kernel, "run": r.run}
+            for r in runs(root, include_unverified=include_unverified)]
     if not rows:
         return pd.DataFrame(columns=list(KERNELS)).rename_axis("scenario")
     t = pd.DataFrame(rows).pivot_table(index="scenario", columns="kernel", values="run",
@@ -108,39 +119,38 @@ def read_walks_csv(path: str | Path) -> pd.DataFrame:
 
 
 def load(root: str | Path | None = None, scenario: str | None = None,
-         kernels=KERNELS) -> pd.DataFrame:
-    """All walks of every run under ``root`` (default ``data/traces``), optionally of one
-    scenario, as one table with ``scenario``, ``kernel``, ``run`` and ``walk`` (the row's
-    position in its run) in front of the walks columns.  A run folder without a readable
-    walks.csv raises :class:`TraceDataError` naming the file."""
-    root = Path(root) if root not in (None, "") else paths.TRACES
+         kernels=KERNELS, *, base: str | None = None,
+         include_unverified: bool = False) -> pd.DataFrame:
+    """All walks of every verified run under ``root`` (default ``data/traces``), optionally
+    of one scenario, as one table with ``scenario``, ``kernel``, ``run`` and ``walk`` (the
+    row's position in its run) in front of the walks columns.  A run that does not verify
+    raises :class:`DataIntegrityError`, a malformed walks.csv :class:`TraceDataError`, each
+    naming the file."""
     frames = []
-    for s, k, r, folder in run_folders(root):
-        if (scenario is not None and s != scenario) or k not in kernels:
+    for run in runs(root, scenario, base=base, include_unverified=include_unverified):
+        if run.kernel not in kernels:
             continue
-        df = read_walks_csv(folder / "walks.csv")
+        df = read_walks_csv(run.folder / "walks.csv")
         df.insert(0, "walk", np.arange(len(df)))
-        df.insert(0, "run", r)
-        df.insert(0, "kernel", k)
-        df.insert(0, "scenario", s)
+        df.insert(0, "run", run.run)
+        df.insert(0, "kernel", run.kernel)
+        df.insert(0, "scenario", run.scenario)
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=["scenario", "kernel", "run", "walk", *WALK_COLUMNS])
     return pd.concat(frames, ignore_index=True)
 
 
-def load_outcomes(root: str | Path | None = None, scenario: str | None = None) -> pd.DataFrame:
-    """Every run's outcomes.csv (how each migration or idle step ended), with scenario,
-    kernel and run in front."""
-    root = Path(root) if root not in (None, "") else paths.TRACES
+def load_outcomes(root: str | Path | None = None, scenario: str | None = None, *,
+                  base: str | None = None, include_unverified: bool = False) -> pd.DataFrame:
+    """Every verified run's outcomes.csv (how each migration or idle step ended), with
+    scenario, kernel and run in front."""
     frames = []
-    for s, k, r, folder in run_folders(root):
-        if scenario is not None and s != scenario:
-            continue
-        df = _read_csv(folder / "outcomes.csv", OUTCOME_COLUMNS, ("step", "page", "proc"))
-        df.insert(0, "run", r)
-        df.insert(0, "kernel", k)
-        df.insert(0, "scenario", s)
+    for run in runs(root, scenario, base=base, include_unverified=include_unverified):
+        df = _read_csv(run.folder / "outcomes.csv", OUTCOME_COLUMNS, ("step", "page", "proc"))
+        df.insert(0, "run", run.run)
+        df.insert(0, "kernel", run.kernel)
+        df.insert(0, "scenario", run.scenario)
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=["scenario", "kernel", "run", *OUTCOME_COLUMNS])

@@ -1,18 +1,23 @@
 """``rmapwalk capture`` and ``rmapwalk verify``: run a scenario on real kernels, keep the walks.
 
-For each kernel (baseline, patched, naive) and run, capture boots the cached kernel image in
-QEMU with the scenario's replayer program, parses the trace, and writes the run folder::
+For each kernel (a base and a variant of ``kernel-config/kernels.yaml``) and run, capture
+boots the cached kernel image in QEMU with the scenario's replayer program, parses the trace,
+and writes the run folder (the layout of :mod:`rmapwalk.dataset`)::
 
-    OUT/<scenario>/<kernel>/run-<k>/
+    OUT/<scenario>/<base>/<variant>/run-<k>/
         trace.txt.gz     the ttyS1 stream: ftrace text with the replayer's markers
         console.log.gz   the guest console
-        walks.csv        walks.COLUMNS + duration_ns, pfn, index, proc (one row per walk)
-        outcomes.csv     one row per page of a migrate/idle step
-        manifest.json    provenance and checksums (rmapwalk.measure.manifest)
+        walks.csv        contract.MEASURED_WALK_COLUMNS (one row per walk)
+        outcomes.csv     contract.OUTCOME_COLUMNS (one row per page of a migrate/idle step)
+        manifest.json    provenance and checksums (rmapwalk.dataset.write_manifest)
+
+Runs of a scenario whose text changed since the runs already in its folder were captured are
+refused: they would mix two scenarios under one name (``verify`` would report it anyway).
 
 A run folder appears whole or not at all: it is built in a temporary folder beside its
 destination and renamed into place.  A failed run writes nothing under OUT; its console log
-is kept under ``build/failed/`` and the path is printed.  Progress goes to stderr.
+is kept under ``build/failed/<scenario>-<base>-<variant>-<time>-<pid>/`` and the path is
+printed.  Progress goes to stderr.
 """
 from __future__ import annotations
 
@@ -29,17 +34,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from rmapwalk import paths, scenario as scenario_mod, walks
-from rmapwalk.measure import initramfs, manifest, program as program_mod, trace as trace_mod, vm
+from rmapwalk import contract, dataset, kernels as kernel_list, outputs, paths
+from rmapwalk import scenario as scenario_mod
+from rmapwalk.measure import initramfs, program as program_mod, trace as trace_mod, vm
 
-KERNELS = ("baseline", "patched", "naive")
 DEFAULT_TIMEOUT = 3600.0
 
 
 def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
+    kl = kernel_list.load()
     parser.add_argument("scenario", help="scenario file or name under data/scenarios/")
-    parser.add_argument("--kernel", choices=(*KERNELS, "all"), default="all",
-                        help="which kernel build to boot (default: all three)")
+    parser.add_argument("--kernel", choices=(*kl.variants, "all"), default="all",
+                        help="which variant to boot (default: all of the base's)")
+    parser.add_argument("--base", choices=tuple(kl.bases), default=kl.default_base,
+                        help=f"kernel source base (default {kl.default_base})")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="boots per kernel (default 1); runs are numbered after existing ones")
     parser.add_argument("--out", type=Path, default=None,
@@ -63,24 +71,38 @@ def _say(msg: str) -> None:
     print(f"capture: {msg}", file=sys.stderr, flush=True)
 
 
-def _kernel(name: str, bzimage: Path | None) -> tuple[Path, dict]:
+def _kernel(base: str, name: str, bzimage: Path | None) -> tuple[Path, dict]:
     """The kernel image and its provenance (rmapwalk.measure.kernel builds and caches it)."""
     if bzimage is not None:
-        return bzimage, {"name": name, "image": str(bzimage),
-                         "image_sha256": manifest.sha256_file(bzimage),
+        return bzimage, {"name": name, "base": base, "variant": name, "image": str(bzimage),
+                         "image_sha256": dataset.sha256_file(bzimage),
                          "note": "given with --bzimage; not built by rmapwalk.measure.kernel"}
-    from rmapwalk.measure import kernel  # noqa: PLC0415 (another engineer's module, heavy)
-    img = kernel.kernel_image(name, build=True)
-    path = next(getattr(img, a) for a in ("bzimage", "path", "image") if hasattr(img, a))
-    prov = dict(getattr(img, "provenance", {}) or {})
-    prov.setdefault("name", name)
-    prov.setdefault("image_sha256", manifest.sha256_file(Path(path)))
-    return Path(path), prov
+    from rmapwalk.measure import kernel  # noqa: PLC0415 (imports the build machinery)
+    img = kernel.kernel_image(name, base=base, build=True)
+    prov = dict(img.provenance)
+    prov["image_sha256"] = dataset.sha256_file(img.bzimage)
+    return img.bzimage, prov
 
 
 def _next_run(folder: Path) -> int:
     taken = [int(p.name[4:]) for p in folder.glob("run-*") if p.name[4:].isdigit()]
     return max(taken, default=0) + 1
+
+
+def check_scenario_folder(out_root: Path, sc) -> None:
+    """Refuse to add runs of ``sc`` to a scenario folder whose runs were captured from
+    another text of the scenario (their manifests' scenario sha256)."""
+    folder = Path(out_root) / sc.name
+    for m in sorted(folder.glob(f"*/*/run-*/{dataset.MANIFEST}")):
+        try:
+            sha = (dataset.read_manifest(m.parent).get("scenario") or {}).get("sha256")
+        except dataset.DataIntegrityError:
+            continue            # verify reports it; it is not ours to judge here
+        if sha != sc.sha256:
+            raise outputs.UsageError(
+                f"--out {out_root}: {m} was captured from another text of scenario "
+                f"{sc.name!r} (sha256 {str(sha)[:12]}, {sc.path} now {sc.sha256[:12]}); "
+                "capture the changed scenario into a fresh folder or remove the old runs")
 
 
 def _gzip_to(path: Path, text: str) -> None:
@@ -96,8 +118,10 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
 
 def _keep_failure(sc_name: str, kernel: str, workdir: Path, reason: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    dest = paths.BUILD / "failed" / f"{sc_name}-{kernel}-{stamp}"
-    dest.mkdir(parents=True, exist_ok=True)
+    (paths.BUILD / "failed").mkdir(parents=True, exist_ok=True)
+    # unique even for two failures in the same second (pid and a random suffix)
+    dest = Path(tempfile.mkdtemp(prefix=f"{sc_name}-{kernel}-{stamp}-{os.getpid()}-",
+                                 dir=paths.BUILD / "failed"))
     for name in ("console.log", "ttyS1.log", "qemu.out"):
         if (workdir / name).exists():
             shutil.copy2(workdir / name, dest / name)
@@ -114,8 +138,8 @@ def _ksm_merges(console: str) -> list[dict]:
                                  r"in ([\d.]+) s", console)]
 
 
-def capture_one(sc, prog: str, kernel: str, image: Path, provenance: dict, accel: str,
-                accel_reason: str, out_root: Path, timeout: float) -> Path | None:
+def capture_one(sc, prog: str, base: str, kernel: str, image: Path, provenance: dict,
+                accel: str, accel_reason: str, out_root: Path, timeout: float) -> Path | None:
     """One boot; returns the run folder, or None after a failure (reported on stderr)."""
     paths.BUILD.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=paths.BUILD, prefix="vm-") as tmp:
@@ -126,12 +150,12 @@ def capture_one(sc, prog: str, kernel: str, image: Path, provenance: dict, accel
             parsed = trace_mod.parse(result.trace, f"{sc.name}/{kernel}/trace.txt")
         except (vm.VMRunError, trace_mod.TraceError) as e:
             reason = getattr(e, "reason", None) or str(e)
-            kept = _keep_failure(sc.name, kernel, workdir, str(e))
+            kept = _keep_failure(sc.name, f"{base}-{kernel}", workdir, str(e))
             _say(f"{sc.name} on {kernel}: FAILED: {reason}")
             _say(f"console log kept in {kept}/console.log; nothing written under {out_root}")
             return None
         wall = time.monotonic() - t0
-        folder = out_root / sc.name / kernel
+        folder = dataset.kernel_folder(out_root, sc.name, base, kernel)
         folder.mkdir(parents=True, exist_ok=True)
         run = _next_run(folder)
         dest = folder / f"run-{run}"
@@ -139,10 +163,9 @@ def capture_one(sc, prog: str, kernel: str, image: Path, provenance: dict, accel
         try:
             _gzip_to(staging / "trace.txt.gz", result.trace)
             _gzip_to(staging / "console.log.gz", result.console)
-            _write_csv(staging / "walks.csv", (*walks.COLUMNS, *trace_mod.EXTRA_COLUMNS),
-                       parsed.walks)
-            _write_csv(staging / "outcomes.csv", trace_mod.OUTCOME_COLUMNS, parsed.outcomes)
-            manifest.write(staging, {
+            _write_csv(staging / "walks.csv", contract.MEASURED_WALK_COLUMNS, parsed.walks)
+            _write_csv(staging / "outcomes.csv", contract.OUTCOME_COLUMNS, parsed.outcomes)
+            dataset.write_manifest(staging, {
                 "kind": "rmapwalk capture run",
                 "kernel": provenance,
                 "qemu": {"version": vm.qemu_version(result.command[0]),
@@ -164,50 +187,108 @@ def capture_one(sc, prog: str, kernel: str, image: Path, provenance: dict, accel
             shutil.rmtree(staging, ignore_errors=True)
             raise
         boot = f"{result.boot_seconds:.1f} s" if result.boot_seconds is not None else "?"
-        _say(f"{sc.name} on {kernel} run-{run}: boot {boot}, total {wall:.1f} s, "
+        _say(f"{sc.name} on {base}/{kernel} run-{run}: boot {boot}, total {wall:.1f} s, "
              f"{len(parsed.walks)} walks in pages, {parsed.outside_total} outside -> {dest}")
         return dest
 
 
-def run_capture(args: argparse.Namespace) -> int:
-    try:
-        sc = scenario_mod.load(paths.scenario_path(args.scenario))
-        prog = program_mod.compile_program(sc)
-    except scenario_mod.ScenarioError as e:
-        print(f"capture: {e}", file=sys.stderr)
-        return 2
-    if args.repeat < 1:
-        print("capture: --repeat must be >= 1", file=sys.stderr)
-        return 2
-    out_root = args.out if args.out is not None else paths.TRACES
-    kernels = KERNELS if args.kernel == "all" else (args.kernel,)
+def _prepare_out(out: Path | None) -> Path:
+    """The output root, checked before any kernel is built or booted."""
+    return outputs.check_output_dir(out if out is not None else paths.TRACES, "--out")
+
+
+def capture(sc, base: str, variants: tuple[str, ...], repeat: int, out_root: Path,
+            timeout: float, accel_wanted: str, bzimage: Path | None) -> int:
+    """``repeat`` boots of each variant on ``base``; returns the number of failed runs."""
+    check_scenario_folder(out_root, sc)
+    prog = program_mod.compile_program(sc)
     failures = 0
-    for kernel in kernels:
-        _say(f"kernel {kernel}: getting the image (a build can take a while)")
+    for kernel in variants:
+        _say(f"kernel {base}/{kernel}: getting the image (a build can take a while)")
         try:
-            image, provenance = _kernel(kernel, args.bzimage)
+            image, provenance = _kernel(base, kernel, bzimage)
             paths.BUILD.mkdir(parents=True, exist_ok=True)
-            accel, why = vm.choose_accel(args.accel, image,
+            accel, why = vm.choose_accel(accel_wanted, image,
                                          paths.BUILD / f"kvm-probe-{os.getpid()}")
         except RuntimeError as e:  # KernelBuildError, VMRunError of the KVM probe
-            _say(f"kernel {kernel}: {e}")
+            _say(f"kernel {base}/{kernel}: {e}")
             failures += 1
             continue
-        _say(f"kernel {kernel}: {image}; accelerator {accel} ({why})")
-        for r in range(args.repeat):
-            _say(f"{sc.name} on {kernel}: boot {r + 1}/{args.repeat} "
-                 f"(timeout {args.timeout:.0f} s)")
-            if capture_one(sc, prog, kernel, image, provenance, accel, why, out_root,
-                           args.timeout) is None:
+        _say(f"kernel {base}/{kernel}: {image}; accelerator {accel} ({why})")
+        for r in range(repeat):
+            _say(f"{sc.name} on {base}/{kernel}: boot {r + 1}/{repeat} "
+                 f"(timeout {timeout:.0f} s)")
+            if capture_one(sc, prog, base, kernel, image, provenance, accel, why, out_root,
+                           timeout) is None:
                 failures += 1
-    return 1 if failures else 0
+    return failures
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    try:
+        if args.repeat < 1:
+            raise outputs.UsageError(f"--repeat {args.repeat}: expected an integer >= 1")
+        if not args.timeout > 0:
+            raise outputs.UsageError(f"--timeout {args.timeout}: expected seconds > 0")
+        out_root = _prepare_out(args.out)
+        sc = scenario_mod.load(paths.scenario_path(args.scenario))
+        kl = kernel_list.load()
+        variants = tuple(v for b, v in kl.kernels() if b == args.base) \
+            if args.kernel == "all" else (args.kernel,)
+        for v in variants:
+            kl.patches(args.base, v)        # KernelListError: no series for it on that base
+        return 1 if capture(sc, args.base, variants, args.repeat, out_root, args.timeout,
+                            args.accel, args.bzimage) else 0
+    except (scenario_mod.ScenarioError, outputs.UsageError, kernel_list.KernelListError) as e:
+        print(f"capture: {e}", file=sys.stderr)
+        return 2
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True,
+                        help="a new folder to capture into (make traces: build/traces.new)")
+    parser.add_argument("--plan", type=Path, default=dataset.DATASET_FILE,
+                        help=f"the data set to capture (default {dataset.DATASET_FILE})")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S")
+
+
+def run_dataset(args: argparse.Namespace) -> int:
+    """Capture every run of the declared data set into ``--out`` (resuming: runs already
+    there are kept), then verify the result against the plan."""
+    try:
+        plan = dataset.load_plan(args.plan)
+        out_root = _prepare_out(args.out)
+        scenarios = {s for s, _, _ in plan}
+        loaded = {s: scenario_mod.load(paths.SCENARIOS / f"{s}.yaml") for s in sorted(scenarios)}
+        kl = kernel_list.load()
+        for _, b, v in plan:
+            kl.patches(b, v)
+    except (dataset.DataIntegrityError, scenario_mod.ScenarioError, outputs.UsageError,
+            kernel_list.KernelListError) as e:
+        print(f"dataset: {e}", file=sys.stderr)
+        return 2
+    failures = 0
+    for (s, b, v), n in sorted(plan.items()):
+        have = len(list(dataset.kernel_folder(out_root, s, b, v).glob("run-*")))
+        if have < n:
+            failures += capture(loaded[s], b, (v,), n - have, out_root, args.timeout, "tcg",
+                                None)
+    problems = dataset.verify(out_root, plan=args.plan)
+    for p in problems:
+        print(p)
+    print(f"dataset: {len(plan)} scenario x kernel entries, {failures} failed run(s), "
+          f"{len(problems)} problem(s) in {out_root}", file=sys.stderr)
+    return 1 if failures or problems else 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
     root = args.dir if args.dir is not None else paths.TRACES
-    problems = manifest.verify(root)
+    try:
+        problems = dataset.verify(root)
+    except dataset.DataIntegrityError as e:      # the plan itself is unreadable
+        problems = e.problems
     for p in problems:
         print(p)
-    n = len(list(Path(root).rglob(manifest.NAME))) if Path(root).exists() else 0
+    n = len(list(Path(root).rglob(dataset.MANIFEST))) if Path(root).exists() else 0
     print(f"verify: {n} manifest(s) under {root}, {len(problems)} problem(s)", file=sys.stderr)
     return 1 if problems else 0

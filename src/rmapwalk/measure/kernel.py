@@ -1,21 +1,22 @@
-"""Build and cache the three kernels of the comparison.
+"""Build and cache the kernels of the comparison.
 
-``baseline`` is Linux 6.12 with the rmap:rmap_walk tracepoint (patch 0001),
-``patched`` adds the v4 change (vm_pgoff in struct ksm_rmap_item, queried by
-rmap_walk_ksm()), ``naive`` adds the v1-v3 query ``address >> PAGE_SHIFT``
-instead.  The series per kernel is ``kernel-config/patches/series.yaml``; the
-config is ``make tinyconfig`` plus ``kernel-config/rmapwalk.config``.
+The kernels are the one list ``kernel-config/kernels.yaml`` (:mod:`rmapwalk.kernels`): a
+base (Linux source package and version) plus a variant (its patch series): ``baseline`` is
+the rmap:rmap_walk tracepoint (patch 0001), ``patched`` adds the v4 change (vm_pgoff in
+struct ksm_rmap_item, queried by rmap_walk_ksm()), ``naive`` the v1-v3 query
+``address >> PAGE_SHIFT`` instead.  The config is ``make tinyconfig`` plus
+``kernel-config/rmapwalk.config``.
 
-One unpacked source tree and one build directory (``O=``) are shared by all
-kernels: switching kernel reverses and applies only the patches that differ,
+One unpacked source tree and one build directory (``O=``) per base are shared by
+its variants: switching kernel reverses and applies only the patches that differ,
 so kbuild recompiles mm/ksm.c and little else.  Each finished kernel is
-cached under ``$RMAPWALK_CACHE/kernels/<name>-<key>/`` (bzImage, .config,
+cached under ``$RMAPWALK_CACHE/kernels/<base>-<variant>-<key>/`` (bzImage, .config,
 vmlinux, build.log, build.json with its provenance), where ``key`` hashes the
 source version, that kernel's patches and the fragment.  A cached entry is
 used without touching the source.
 
-Command line: ``rmapwalk kernel build [--kernel K|all] [--jobs N]
-[--source PATH]`` or ``python -m rmapwalk.measure.kernel build ...``.
+Command line: ``rmapwalk kernel build [--base B] [--kernel VARIANT|all] [--jobs N]
+[--source PATH]``, ``rmapwalk kernel list`` or ``python -m rmapwalk.measure.kernel build ...``.
 """
 from __future__ import annotations
 
@@ -37,16 +38,10 @@ from pathlib import Path
 
 import yaml
 
-from rmapwalk import paths
-
-KERNELS = ("baseline", "patched", "naive")
-SOURCE_PACKAGE = "linux-source-6.12"
-SOURCE_TARBALL = Path("/usr/src") / f"{SOURCE_PACKAGE}.tar.xz"
+from rmapwalk import kernels as kernel_list, paths
 
 CONFIG_DIR = paths.KERNEL_CONFIG
 FRAGMENT = CONFIG_DIR / "rmapwalk.config"
-PATCH_DIR = CONFIG_DIR / "patches"
-SERIES = PATCH_DIR / "series.yaml"
 
 _OPTION_SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _OPTION_UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
@@ -93,24 +88,6 @@ class Source:
 
 
 # --- the series and the fragment -------------------------------------------
-
-def load_series(path: Path = SERIES) -> dict[str, list[str]]:
-    """Kernel name -> ordered patch file names, checked against the folder."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise KernelBuildError(f"{path}: series file missing") from None
-    kernels = data.get("kernels") if isinstance(data, dict) else None
-    if not isinstance(kernels, dict):
-        raise KernelBuildError(f"{path}: expected a mapping 'kernels: {{name: [patches]}}'")
-    for name, patches in kernels.items():
-        if not isinstance(patches, list) or not all(isinstance(p, str) for p in patches):
-            raise KernelBuildError(f"{path}: kernel {name!r}: expected a list of patch files")
-        for p in patches:
-            if not (path.parent / p).is_file():
-                raise KernelBuildError(f"{path}: kernel {name!r}: patch {p} not found in {path.parent}")
-    return kernels
-
 
 def parse_config(text: str) -> dict[str, str]:
     """Options of a .config or fragment: name -> value, ``n`` for 'is not set'."""
@@ -179,12 +156,13 @@ def cache_key(source_version: str, patches: list[tuple[str, bytes]], fragment: b
     return h.hexdigest()[:16]
 
 
-def _kernel_inputs(name: str) -> tuple[list[tuple[str, bytes]], bytes]:
-    series = load_series()
-    if name not in series:
-        raise KernelBuildError(f"{SERIES}: no kernel {name!r} (have {', '.join(series)})")
-    patches = [(p, (PATCH_DIR / p).read_bytes()) for p in series[name]]
-    return patches, FRAGMENT.read_bytes()
+def kernel_inputs(base: str, variant: str) -> tuple[list[tuple[str, bytes]], bytes]:
+    """The variant's patches on ``base`` (name, bytes) in order, and the fragment."""
+    try:
+        files = kernel_list.load().patches(base, variant)
+    except kernel_list.KernelListError as e:
+        raise KernelBuildError(str(e)) from None
+    return [(p.name, p.read_bytes()) for p in files], FRAGMENT.read_bytes()
 
 
 def kernels_dir() -> Path:
@@ -219,8 +197,11 @@ def _dpkg_version(package: str) -> str | None:
     return r.stdout.split("\t")[1]
 
 
-def find_source(option: str | None = None, *, install: bool = True) -> Source:
-    """KERNEL_SRC (option or environment), else the linux-source-6.12 package."""
+def find_source(option: str | None = None, *, install: bool = True,
+                base: str | None = None) -> Source:
+    """KERNEL_SRC (option or environment), else the base's Debian package (kernels.yaml)."""
+    b = kernel_list.load().base(base)
+    package, tarball = b.package, b.tarball
     given = option or os.environ.get("KERNEL_SRC")
     if given:
         p = Path(given).expanduser().resolve()
@@ -233,18 +214,18 @@ def find_source(option: str | None = None, *, install: bool = True) -> Source:
                                    "nor a .tar.xz/.tar.gz tarball")
         return Source(p, f"KERNEL_SRC={p} {version}",
                       {"KERNEL_SRC": str(p), "kernel_version": version})
-    version = _dpkg_version(SOURCE_PACKAGE)
+    version = _dpkg_version(package)
     if version is None and install and os.geteuid() == 0:
-        print(f"rmapwalk: installing {SOURCE_PACKAGE} with apt-get", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", SOURCE_PACKAGE], check=True)
-        version = _dpkg_version(SOURCE_PACKAGE)
-    if version is None or not SOURCE_TARBALL.is_file():
+        print(f"rmapwalk: installing {package} with apt-get", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", package], check=True)
+        version = _dpkg_version(package)
+    if version is None or not tarball.is_file():
         raise KernelBuildError(
             f"no kernel source: set KERNEL_SRC=/path/to/linux (tree or tarball), pass "
-            f"--source, or install {SOURCE_PACKAGE} (apt-get install {SOURCE_PACKAGE})")
-    return Source(SOURCE_TARBALL, f"{SOURCE_PACKAGE} {version}",
-                  {"package": SOURCE_PACKAGE, "version": version,
-                   "tarball": str(SOURCE_TARBALL)})
+            f"--source, or install {package} (apt-get install {package})")
+    return Source(tarball, f"{package} {version}",
+                  {"package": package, "version": version,
+                   "tarball": str(tarball)})
 
 
 def _unpacked_tree(source: Source) -> Path:
@@ -281,7 +262,7 @@ def _git_apply(tree: Path, patch: Path, *, reverse: bool = False, check: bool = 
         raise KernelBuildError(f"{patch.name}: git {what} failed in {tree}:\n{r.stderr}")
 
 
-def _switch_series(tree: Path, patches: list[tuple[str, bytes]]) -> None:
+def _switch_series(tree: Path, patches: list[tuple[str, bytes]], patch_dir: Path) -> None:
     """Bring the tree to exactly ``patches``, touching only what differs.
 
     The common prefix of the applied series and the wanted one stays (so
@@ -305,7 +286,7 @@ def _switch_series(tree: Path, patches: list[tuple[str, bytes]]) -> None:
             state_file.write_text(json.dumps(applied))
             print(f"rmapwalk: reversed {entry['name']}", file=sys.stderr)
     for entry in wanted[common:]:
-        _git_apply(tree, PATCH_DIR / entry["name"])
+        _git_apply(tree, patch_dir / entry["name"])
         applied.append(entry)
         state_file.write_text(json.dumps(applied))
         print(f"rmapwalk: applied {entry['name']}", file=sys.stderr)
@@ -369,23 +350,24 @@ def _git_head() -> str | None:
     return r.stdout.strip() if r.returncode == 0 else None
 
 
-def _build(name: str, key: str, source: Source, patches: list[tuple[str, bytes]],
+def _build(base: str, name: str, key: str, source: Source, patches: list[tuple[str, bytes]],
            fragment: bytes, jobs: int) -> KernelArtifact:
     root = kernels_dir()
-    final = root / f"{name}-{key}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}-", dir=root))
+    patch_dir = kernel_list.load().base(base).patch_dir
+    final = root / f"{base}-{name}-{key}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{base}-{name}-{key}-", dir=root))
     try:
         started = time.monotonic()
         with open(tmp / "build.log", "w") as log:
             tree = _unpacked_tree(source)
             try:
-                _switch_series(tree, patches)
+                _switch_series(tree, patches, patch_dir)
             except KernelBuildError as e:
                 # Someone edited the shared tree: start again from the source.
                 print(f"rmapwalk: {e}\nrmapwalk: unpacking the source again", file=sys.stderr)
                 shutil.rmtree(tree.parent)
                 tree = _unpacked_tree(source)
-                _switch_series(tree, patches)
+                _switch_series(tree, patches, patch_dir)
             build_dir = root / "build" / source.ident
             config = _make_config(tree, root / "build" / f"{source.ident}-config", log)
             build_dir.mkdir(parents=True, exist_ok=True)
@@ -404,6 +386,8 @@ def _build(name: str, key: str, source: Source, patches: list[tuple[str, bytes]]
         cc = subprocess.run(["gcc", "--version"], capture_output=True, text=True)
         provenance = {
             "name": name,
+            "base": base,
+            "variant": name,
             "key": key,
             "source": source.provenance,
             "patches": [{"file": n, "sha256": _sha256(d)} for n, d in patches],
@@ -438,11 +422,12 @@ def _cached(directory: Path) -> KernelArtifact | None:
     return KernelArtifact(provenance["name"], provenance["key"], directory, provenance)
 
 
-def _cached_without_source(name: str, patches, fragment: bytes) -> KernelArtifact | None:
+def _cached_without_source(base: str, name: str, patches,
+                           fragment: bytes) -> KernelArtifact | None:
     """Without a source, an entry built from the same patches and fragment."""
     want = [_sha256(d) for _, d in patches]
     found = []
-    for d in kernels_dir().glob(f"{name}-*"):
+    for d in kernels_dir().glob(f"{base}-{name}-*"):
         art = _cached(d)
         if (art and [p["sha256"] for p in art.provenance["patches"]] == want
                 and art.provenance["fragment"]["sha256"] == _sha256(fragment)):
@@ -450,58 +435,72 @@ def _cached_without_source(name: str, patches, fragment: bytes) -> KernelArtifac
     return max(found, key=lambda a: a.provenance["built_at"], default=None)
 
 
-def kernel_image(name: str, *, build: bool = True, source: str | None = None,
-                 jobs: int | None = None, force: bool = False) -> KernelArtifact:
-    """The cached kernel ``name`` (baseline, patched, naive), built if missing."""
-    patches, fragment = _kernel_inputs(name)
+def kernel_image(name: str, *, base: str | None = None, build: bool = True,
+                 source: str | None = None, jobs: int | None = None,
+                 force: bool = False) -> KernelArtifact:
+    """The cached kernel: variant ``name`` (kernels.yaml) on ``base`` (default: the list's
+    default base), built if missing."""
+    base = base or kernel_list.load().default_base
+    patches, fragment = kernel_inputs(base, name)
     try:
-        src = find_source(source, install=build)
+        src = find_source(source, install=build, base=base)
     except KernelBuildError:
-        if not force and (art := _cached_without_source(name, patches, fragment)):
+        if not force and (art := _cached_without_source(base, name, patches, fragment)):
             return art
         raise
     key = cache_key(src.version, patches, fragment)
-    directory = kernels_dir() / f"{name}-{key}"
+    directory = kernels_dir() / f"{base}-{name}-{key}"
     if not force and (art := _cached(directory)):
         return art
     if not build:
         raise KernelBuildError(f"kernel {name} ({key}) is not in {kernels_dir()}; "
-                               f"run: rmapwalk kernel build --kernel {name}")
+                               f"run: rmapwalk kernel build --base {base} --kernel {name}")
     kernels_dir().mkdir(parents=True, exist_ok=True)
     with open(kernels_dir() / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)   # one kernel build at a time
         if not force and (art := _cached(directory)):
             return art
-        return _build(name, key, src, patches, fragment, jobs or os.cpu_count() or 1)
+        return _build(base, name, key, src, patches, fragment, jobs or os.cpu_count() or 1)
 
 
 # --- command line ------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Sub-commands of ``rmapwalk kernel``: ``build`` and ``show``."""
+    """Sub-commands of ``rmapwalk kernel``: ``build``, ``show`` and ``list``."""
+    kl = kernel_list.load()
     sub = parser.add_subparsers(dest="kernel_command", required=True)
     b = sub.add_parser("build", help="build (or find cached) kernels")
-    b.add_argument("--kernel", choices=KERNELS + ("all",), default="all",
-                   help="which kernel (default: all, one after the other)")
+    s = sub.add_parser("show", help="print the cached kernels' directories")
+    for p in (b, s):
+        p.add_argument("--base", choices=tuple(kl.bases), default=kl.default_base,
+                       help=f"kernel source base (default {kl.default_base})")
+        p.add_argument("--kernel", choices=(*kl.variants, "all"), default="all",
+                       help="which variant (default: all, one after the other)")
+        p.add_argument("--source", help="kernel tree or tarball (default: $KERNEL_SRC, "
+                       "else the base's Debian package)")
     b.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="make -j (default: number of CPUs)")
-    b.add_argument("--source", help="kernel tree or tarball (default: $KERNEL_SRC, "
-                   f"else the {SOURCE_PACKAGE} package)")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
-    s = sub.add_parser("show", help="print the cached kernels' directories")
-    s.add_argument("--kernel", choices=KERNELS + ("all",), default="all")
-    s.add_argument("--source", help="as for build")
+    sub.add_parser("list", help="print every base and variant of kernel-config/kernels.yaml")
 
 
 def run(args) -> int:
-    names = KERNELS if args.kernel == "all" else (args.kernel,)
+    kl = kernel_list.load()
+    if args.kernel_command == "list":
+        for base, variant in kl.kernels():
+            print(f"{base}\t{variant}\t{kl.strategy(variant)}\t{kl.base(base).package}")
+        return 0
+    names = tuple(v for b, v in kl.kernels() if b == args.base) if args.kernel == "all" \
+        else (args.kernel,)
     try:
         for name in names:
             if args.kernel_command == "build":
-                art = kernel_image(name, source=args.source, jobs=args.jobs, force=args.force)
+                art = kernel_image(name, base=args.base, source=args.source, jobs=args.jobs,
+                                   force=args.force)
             else:
-                art = kernel_image(name, build=False, source=args.source)
-            print(f"{name}\t{art.key}\t{art.provenance['build_seconds']} s\t{art.bzimage}")
+                art = kernel_image(name, base=args.base, build=False, source=args.source)
+            print(f"{args.base}\t{name}\t{art.key}\t{art.provenance['build_seconds']} s\t"
+                  f"{art.bzimage}")
     except KernelBuildError as e:
         print(f"rmapwalk kernel: {e}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""Parse the ftrace text a VM run brings back into walk rows (SCENARIOS.md, walks.COLUMNS).
+"""Parse the ftrace text a VM run brings back into walk rows (contract.MEASURED_WALK_COLUMNS).
 
 The text is what /init streamed on ttyS1: a ``BEGIN_MARK`` line, the contents of
 ``/sys/kernel/tracing/trace`` (the ``rmap:rmap_walk`` events and the replayer's
@@ -29,13 +29,10 @@ import gzip
 import re
 from pathlib import Path
 
-from rmapwalk import walks
+from rmapwalk import contract
 from rmapwalk.measure.initramfs import BEGIN_MARK, END_MARK
 from rmapwalk.measure.program import decode_name
 
-EXTRA_COLUMNS = ("duration_ns", "pfn", "index", "proc")
-OUTCOME_COLUMNS = ("step", "region", "page", "proc", "op", "result", "errno",
-                   "from_node", "to_node", "pfn")
 
 # "  replayer-75  [000] .....  12.345678: rmap_walk: folio=..."; task names may hold '-' and
 # spaces, the irq-info column and the tgid column are optional.
@@ -59,8 +56,8 @@ class TraceError(ValueError):
 
 @dataclasses.dataclass
 class Trace:
-    walks: list[dict]                       # walks.COLUMNS + EXTRA_COLUMNS
-    outcomes: list[dict]                    # OUTCOME_COLUMNS
+    walks: list[dict]                       # contract.MEASURED_WALK_COLUMNS
+    outcomes: list[dict]                    # contract.OUTCOME_COLUMNS
     outside: collections.Counter            # reason -> walks not inside a page window
     events: int = 0                         # rmap_walk events in the trace
     done: bool = False                      # the replayer's final marker was seen
@@ -135,7 +132,7 @@ def parse(text: str, path: str = "<trace>") -> Trace:
                 raise TraceError(path, lineno, f"malformed rmap_walk event; expected "
                                  f"{WALK_FORMAT!r}, got {payload[:200]!r}")
             trace.events += 1
-            reason = walks.REASONS.get(w.group("rmap_one"), w.group("rmap_one"))
+            reason = contract.REASONS.get(w.group("rmap_one"), w.group("rmap_one"))
             if page is None:
                 trace.outside[reason] += 1
                 continue

@@ -1,0 +1,155 @@
+"""The kernels of the comparison, read from ``kernel-config/kernels.yaml``: the one list.
+
+A kernel is a *base* (a Linux source: Debian package or tarball and its version) plus a
+*variant* (a patch series on that base).  Variants say which model strategy counts the same
+walks (baseline -> ``baseline``, patched -> ``pgoff``, naive -> ``naive``).  The capture writes
+a run under ``<scenario>/<base>/<variant>/``; the analysis, the command line, the Makefile
+(``rmapwalk kernel list``) and the tests all read the names from here.  This module only reads
+the list; building is :mod:`rmapwalk.measure.kernel`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from pathlib import Path
+
+import yaml
+
+from . import paths
+
+KERNELS_FILE = paths.KERNEL_CONFIG / "kernels.yaml"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class KernelListError(ValueError):
+    """kernels.yaml is malformed, or a name is not in it; the message names the file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Base:
+    name: str                 # "6.12": the folder level under <scenario>/ in data/traces
+    package: str              # Debian package with the source tarball
+    tarball: Path
+    patch_dir: Path
+    series: dict[str, tuple[str, ...]]   # variant -> ordered patch files
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    strategy: str
+    summary: str
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelList:
+    default_base: str
+    bases: dict[str, Base]
+    variants: dict[str, Variant]
+    path: Path
+
+    def base(self, name: str | None = None) -> Base:
+        name = self.default_base if name is None else name
+        if name not in self.bases:
+            raise KernelListError(f"{self.path}: no base {name!r}; have {', '.join(self.bases)}")
+        return self.bases[name]
+
+    def variant(self, name: str) -> Variant:
+        if name not in self.variants:
+            raise KernelListError(f"{self.path}: no variant {name!r}; "
+                                  f"have {', '.join(self.variants)}")
+        return self.variants[name]
+
+    def patches(self, base: str, variant: str) -> list[Path]:
+        b = self.base(base)
+        self.variant(variant)
+        if variant not in b.series:
+            raise KernelListError(f"{self.path}: base {base!r} has no series for variant "
+                                  f"{variant!r}")
+        return [b.patch_dir / p for p in b.series[variant]]
+
+    def kernels(self) -> list[tuple[str, str]]:
+        """Every (base, variant) pair that has a series."""
+        return [(b.name, v) for b in self.bases.values() for v in self.variants if v in b.series]
+
+    def strategy(self, variant: str) -> str:
+        return self.variant(variant).strategy
+
+    def identify(self, provenance: dict) -> tuple[str, str]:
+        """(base, variant) of a kernel's provenance as a run manifest records it: newer
+        manifests carry ``base`` and ``variant``; the first ones only ``name`` (the variant)
+        and ``source.package`` (which names the base)."""
+        variant = provenance.get("variant") or provenance.get("name") or ""
+        base = provenance.get("base")
+        if base is None:
+            package = (provenance.get("source") or {}).get("package")
+            base = next((b.name for b in self.bases.values() if b.package == package), "")
+        return base, variant
+
+
+def _fail(path: Path, msg: str) -> KernelListError:
+    return KernelListError(f"{path}: {msg}")
+
+
+def parse(path: Path) -> KernelList:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise _fail(path, f"cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise _fail(path, f"not valid YAML: {e}") from None
+    if not isinstance(doc, dict) or not {"variants", "bases", "default_base"} <= set(doc):
+        raise _fail(path, "expected a mapping with default_base, variants and bases")
+    variants = {}
+    for name, v in (doc["variants"] or {}).items():
+        if not NAME_RE.match(str(name)) or not isinstance(v, dict) or "strategy" not in v:
+            raise _fail(path, f"variant {name!r}: expected a name and a mapping with 'strategy'")
+        variants[str(name)] = Variant(str(name), str(v["strategy"]), " ".join(
+            str(v.get("summary", "")).split()))
+    bases = {}
+    for name, b in (doc["bases"] or {}).items():
+        name = str(name)
+        if not NAME_RE.match(name) or not isinstance(b, dict):
+            raise _fail(path, f"base {name!r}: expected a name and a mapping")
+        missing = {"package", "tarball", "patches", "series"} - set(b)
+        if missing:
+            raise _fail(path, f"base {name!r}: missing {', '.join(sorted(missing))}")
+        patch_dir = path.parent / str(b["patches"])
+        series = {}
+        for v, files in (b["series"] or {}).items():
+            if v not in variants:
+                raise _fail(path, f"base {name!r}: series for unknown variant {v!r} "
+                                  f"(variants: {', '.join(variants)})")
+            if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+                raise _fail(path, f"base {name!r}, variant {v!r}: expected a list of patch files")
+            for f in files:
+                if not (patch_dir / f).is_file():
+                    raise _fail(path, f"base {name!r}, variant {v!r}: patch {f} not found in "
+                                      f"{patch_dir}")
+            series[v] = tuple(files)
+        bases[name] = Base(name, str(b["package"]), Path(str(b["tarball"])), patch_dir, series)
+    default = str(doc["default_base"])
+    if default not in bases:
+        raise _fail(path, f"default_base {default!r} is not one of the bases "
+                          f"({', '.join(bases)})")
+    return KernelList(default, bases, variants, path)
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path: str) -> KernelList:
+    return parse(Path(path))
+
+
+def load(path: str | Path | None = None) -> KernelList:
+    """The kernel list (cached per path)."""
+    return _load(str(path or KERNELS_FILE))
+
+
+def variants() -> tuple[str, ...]:
+    return tuple(load().variants)
+
+
+def strategy_of() -> dict[str, str]:
+    """Variant -> model strategy."""
+    return {v.name: v.strategy for v in load().variants.values()}
