@@ -28,7 +28,7 @@ EXECUTED := $(patsubst notebooks/%.ipynb,$(GENERATED)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(BIN)papermill --kernel python3 --log-level WARNING --no-progress-bar
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: help env book notebooks test run clean kernels traces FORCE browser vm-packages
+.PHONY: help env book notebooks test run clean kernels traces FORCE browser vm-packages verify-data
 
 help:
 	@echo "make book    environment, notebooks (papermill) into $(GENERATED)/, book into book/_build/html"
@@ -57,10 +57,16 @@ env: $(STAMP)
 # --- the book ----------------------------------------------------------------------------
 # Notebooks run with their default parameters, which are the book's values.  Simulations
 # are cached in build/analysis/ (see rmapwalk.analysis.simulation), so reruns only render.
-# The measured data is a prerequisite too (its manifests change whenever a run is added).
-TRACE_MANIFESTS := $(shell find data/traces -name manifest.json 2>/dev/null)
-$(GENERATED)/%.ipynb: notebooks/%.ipynb $(STAMP) $(shell find src -name '*.py') $(TRACE_MANIFESTS) | $(GENERATED)
+# Every data file is a prerequisite too (an edited walks.csv re-executes the notebooks, whose
+# reader then refuses it), and the data set is verified first (rmapwalk verify: checksums,
+# places, scenarios, missing and extra runs), so a tampered data set fails `make book` at once
+# with the file named.
+DATA_FILES := $(shell find data kernel-config -type f 2>/dev/null | sed 's/ /\\ /g')
+$(GENERATED)/%.ipynb: notebooks/%.ipynb $(STAMP) $(shell find src -name '*.py') $(DATA_FILES) | verify-data $(GENERATED)
 	$(PAPERMILL) --cwd notebooks $< $(@D)/.$*.part.ipynb && mv $(@D)/.$*.part.ipynb $@
+
+verify-data: $(STAMP)
+	$(BIN)rmapwalk verify data/traces
 
 # The front page's "how this book was built" (commit, data digest, parameters): rewritten
 # on every build, since the commit can change without any prerequisite changing.
@@ -105,15 +111,15 @@ browser:
 	fi
 
 # --- kernels and traces (measurement) --------------------------------------------------
-# kernels: build the baseline / patched / naive kernels, cached outside the checkout in
-#          $${RMAPWALK_CACHE:-~/.cache/rmapwalk}/kernels (about 8 min fresh on 2 cores).
-# traces:  capture the committed data set in QEMU into build/traces.new, check its manifests,
-#          and only then replace data/traces (a failed capture leaves data/traces alone).
-#          TRACE_RUNS runs per kernel for the seed benchmark cases, SWEEP_RUNS for the sweep.
-TRACE_RUNS ?= 8
-SWEEP_RUNS ?= 3
-CAPTURE = $(BIN)rmapwalk capture --out build/traces.new
-VM_PACKAGES := qemu-system-x86 busybox-static linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio dwarves gcc make
+# kernels: build every kernel of kernel-config/kernels.yaml (each base's variants), cached
+#          outside the checkout in $${RMAPWALK_CACHE:-~/.cache/rmapwalk}/kernels (about 8 min
+#          fresh on 2 cores per base); a base's Debian source package is installed on demand.
+#          KERNEL_BASES=6.12 builds one base only.
+# traces:  capture the declared data set (data/dataset.yaml) in QEMU into build/traces.new,
+#          resuming there after an interruption (finished runs are kept), verify it, and only
+#          then replace data/traces (a failed capture leaves data/traces alone).
+KERNEL_BASES ?= $$($(BIN)rmapwalk kernel list | cut -f1 | sort -u)
+VM_PACKAGES := qemu-system-x86 busybox-static bc bison flex libelf-dev libssl-dev cpio dwarves gcc make
 
 vm-packages:
 	@missing=$$(for p in $(VM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
@@ -124,19 +130,10 @@ vm-packages:
 	fi
 
 kernels: $(STAMP) vm-packages
-	$(BIN)rmapwalk kernel build --kernel all
+	for b in $(KERNEL_BASES); do $(BIN)rmapwalk kernel build --base $$b --kernel all; done
 
 traces: kernels
-	rm -rf build/traces.new
-	for s in seed-benchmark seed-benchmark-anon seed-benchmark-file; do \
-	  $(CAPTURE) data/scenarios/$$s.yaml --kernel baseline --repeat $(TRACE_RUNS); \
-	  $(CAPTURE) data/scenarios/$$s.yaml --kernel patched --repeat $(TRACE_RUNS); done
-	for n in 1000 2000 5000 10000 20000; do \
-	  $(CAPTURE) data/scenarios/vma-sweep-$$n.yaml --kernel baseline --repeat $(SWEEP_RUNS); \
-	  $(CAPTURE) data/scenarios/vma-sweep-$$n.yaml --kernel patched --repeat $(SWEEP_RUNS); done
-	for s in ksm-and-mremap ci-small fork-fanout production-v1; do \
-	  $(CAPTURE) data/scenarios/$$s.yaml --kernel all; done
-	$(BIN)rmapwalk verify build/traces.new
+	$(BIN)rmapwalk dataset --out build/traces.new
 	rm -rf data/traces.old && if [ -d data/traces ]; then mv data/traces data/traces.old; fi
 	mv build/traces.new data/traces && rm -rf data/traces.old
 	@echo "traces: data/traces (commit it with its manifests)"

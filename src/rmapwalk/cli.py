@@ -1,4 +1,4 @@
-"""The command line: ``rmapwalk simulate | bench | kernel build | capture | verify``.
+"""The command line: ``rmapwalk simulate | bench | kernel | capture | dataset | verify``.
 
 Exit status: 0 success, 1 a run failed, 2 bad input (scenario, parameter) with one line on
 stderr naming the file, step or option and what was expected.
@@ -76,23 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", metavar="CSV", help="append the raw rows to this file")
     p.set_defaults(func=cmd_bench)
 
-    try:
-        from .measure import kernel as mkernel
-        p = sub.add_parser("kernel", help="build the baseline, patched and naive kernels")
-        mkernel.add_arguments(p)        # its own subcommands: build, show
-        p.set_defaults(func=mkernel.run)
-    except ImportError:
-        pass
-    try:
-        from .measure import capture
-        p = sub.add_parser("capture", help="run a scenario in QEMU on real kernels, record walks")
-        capture.add_capture_arguments(p)
-        p.set_defaults(func=capture.run_capture)
-        p = sub.add_parser("verify", help="check every manifest under a data folder")
-        capture.add_verify_arguments(p)
-        p.set_defaults(func=capture.run_verify)
-    except ImportError:
-        pass
+    from .measure import capture, kernel as mkernel
+    p = sub.add_parser("kernel", help="build, show or list the kernels of kernel-config/kernels.yaml")
+    mkernel.add_arguments(p)        # its own subcommands: build, show, list
+    p.set_defaults(func=mkernel.run)
+    p = sub.add_parser("capture", help="run a scenario in QEMU on real kernels, record walks")
+    capture.add_capture_arguments(p)
+    p.set_defaults(func=capture.run_capture)
+    p = sub.add_parser("dataset", help="capture the declared data set (data/dataset.yaml)")
+    capture.add_dataset_arguments(p)
+    p.set_defaults(func=capture.run_dataset)
+    p = sub.add_parser("verify", help="check a data folder: manifests, places, scenarios, "
+                                      "missing and extra runs")
+    capture.add_verify_arguments(p)
+    p.set_defaults(func=capture.run_verify)
 
     args = parser.parse_args(argv)
     try:

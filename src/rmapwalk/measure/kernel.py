@@ -217,7 +217,10 @@ def find_source(option: str | None = None, *, install: bool = True,
     version = _dpkg_version(package)
     if version is None and install and os.geteuid() == 0:
         print(f"rmapwalk: installing {package} with apt-get", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", package], check=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(["apt-get", "install", "-y", package], env=env).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, check=True)
+            subprocess.run(["apt-get", "install", "-y", package], env=env, check=True)
         version = _dpkg_version(package)
     if version is None or not tarball.is_file():
         raise KernelBuildError(
