@@ -48,7 +48,7 @@ def setup(tmp_path, monkeypatch):
     image = tmp_path / "bzImage"
     image.write_bytes(b"not a kernel")
     out = tmp_path / "out"
-    args = argparse.Namespace(scenario=str(sc), kernel="baseline", repeat=1, out=out,
+    args = argparse.Namespace(scenario=str(sc), kernel="baseline", base="6.12", repeat=1, out=out,
                               timeout=3.0, accel="tcg", bzimage=image)
     return args, out, tmp_path / "build"
 
@@ -66,7 +66,7 @@ def test_failed_run_writes_nothing(setup, monkeypatch, capsys, mode, reason):
     assert not out.exists() or not any(out.rglob("*"))
     err = capsys.readouterr().err
     assert reason in err and "nothing written under" in err
-    kept = list((build / "failed").glob("tiny-baseline-*"))
+    kept = list((build / "failed").glob("tiny-6.12-baseline-*"))
     assert len(kept) == 1 and (kept[0] / "console.log").exists()
     assert reason in (kept[0] / "reason.txt").read_text()
     assert not list(build.glob("vm-*"))       # scratch folders are removed

@@ -1,7 +1,7 @@
 """The trace parser: a good stream gives rows; broken streams name file:line."""
 import pytest
 
-from rmapwalk import walks
+from rmapwalk import contract
 from rmapwalk.measure import trace
 from rmapwalk.measure.initramfs import BEGIN_MARK, END_MARK
 
@@ -48,7 +48,7 @@ def test_good_trace():
     assert t.events == 3 and t.done
     assert [w["reason"] for w in t.walks] == ["migrate_unmap", "migrate_remap"]
     first = t.walks[0]
-    assert set(first) == set(walks.COLUMNS) | set(trace.EXTRA_COLUMNS)
+    assert set(first) == set(contract.MEASURED_WALK_COLUMNS)
     assert (first["step"], first["region"], first["page"], first["proc"]) == (7, "my region", 1, 1)
     assert (first["iterations"], first["skip_addr"], first["rmap_one"]) == (5100001, 5100000, 1)
     assert first["pfn"] == 0x1234 and first["index"] == 7 and first["duration_ns"] == 5000
