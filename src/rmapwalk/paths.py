@@ -8,7 +8,6 @@ ROOT = Path(os.environ.get("RMAPWALK_ROOT", Path(__file__).resolve().parents[2])
 DATA = ROOT / "data"
 SCENARIOS = DATA / "scenarios"
 TRACES = DATA / "traces"
-SIMULATION = DATA / "simulation"
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 BUILD = ROOT / "build"
