@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     except _simulation_error() as e:    # the model kernel refused a step
         print(f"rmapwalk: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:      # SIGINT, or SIGTERM during a VM run (vm.Interrupted)
+        print(f"rmapwalk: {e or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
 
 
 if __name__ == "__main__":

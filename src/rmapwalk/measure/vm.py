@@ -9,18 +9,42 @@ machine).
 
 Every run has a timeout.  A kernel panic, a timeout, a missing exit status or trace end marker,
 or a replayer that exited non-zero raises :class:`VMRunError` with the reason and the console.
+
+QEMU never outlives its run: it starts in a process group of its own (a new session), under
+coreutils ``timeout`` with a hard limit a little above the run's timeout (which holds even if
+Python is killed with SIGKILL) and with ``PR_SET_PDEATHSIG`` (the group is told to stop as
+soon as the Python process dies).  When the run ends, times out, fails or the Python process
+gets SIGTERM or SIGINT, the whole group gets SIGTERM, then SIGKILL after
+:data:`GRACE_SECONDS`; the signal then goes on as :class:`Interrupted` (a
+``KeyboardInterrupt``), so the caller's clean-up runs and ``rmapwalk`` exits 128 + signal.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 from rmapwalk.measure import initramfs
+
+GRACE_SECONDS = 5.0                 # SIGTERM to QEMU's group, then SIGKILL this much later
+HARD_LIMIT_MARGIN = 30.0            # QEMU's own limit: the run's timeout plus this
+KILL_AFTER = 10                     # coreutils timeout: SIGKILL this long after its SIGTERM
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived during a VM run; QEMU's process group has been ended."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 
@@ -79,10 +103,83 @@ def _read(path: Path) -> str:
         return ""
 
 
+def guarded_command(cmd: list[str], limit: float) -> list[str]:
+    """``cmd`` under coreutils ``timeout``: SIGTERM after ``limit`` seconds, SIGKILL
+    :data:`KILL_AFTER` seconds later, whatever happens to the Python process.  Without
+    ``timeout`` on PATH, ``cmd`` itself (the group is still ended by :func:`end_group`)."""
+    tool = shutil.which("timeout")
+    if tool is None:
+        return list(cmd)
+    return [tool, f"--kill-after={KILL_AFTER}", f"{max(1, int(limit + 0.999))}", *cmd]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)          # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
+def start(cmd: list[str], limit: float, **popen) -> subprocess.Popen:
+    """Start ``cmd`` in a new session (its own process group) with a hard time limit."""
+    return subprocess.Popen(guarded_command(cmd, limit), start_new_session=True,
+                            preexec_fn=_die_with_parent, **popen)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def end_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
+    """End ``proc``'s process group: SIGTERM, then SIGKILL after ``grace`` seconds; reap."""
+    pgid = proc.pid                 # the session leader: its pid is the group's id
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not _group_alive(pgid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    proc.wait()
+
+
+@contextlib.contextmanager
+def _signals_end(proc: subprocess.Popen):
+    """For the duration of the run: SIGTERM/SIGINT end QEMU's group and raise Interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield                       # signal handlers live in the main thread only
+        return
+
+    def handler(signum, frame):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def boot(kernel: Path, initrd: Path, workdir: Path, timeout: float, accel: str = "tcg",
          append_extra: str = "", qemu: str | None = None) -> tuple[subprocess.CompletedProcess | None,
                                                             list[str], float | None, float]:
-    """Run QEMU until it exits; kill it at ``timeout`` or soon after a panic."""
+    """Run QEMU until it exits; kill it at ``timeout`` or soon after a panic.
+
+    QEMU's whole process group is ended before this returns or raises (also on SIGTERM and
+    SIGINT, which raise :class:`Interrupted`)."""
     console, trace = workdir / "console.log", workdir / "ttyS1.log"
     for p in (console, trace):
         p.write_bytes(b"")
@@ -90,31 +187,30 @@ def boot(kernel: Path, initrd: Path, workdir: Path, timeout: float, accel: str =
     t0 = time.monotonic()
     booted = panic_at = exited_at = None
     with open(workdir / "qemu.out", "wb") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        proc = start(cmd, timeout + HARD_LIMIT_MARGIN, stdin=subprocess.DEVNULL, stdout=out,
+                     stderr=subprocess.STDOUT)
         try:
-            while proc.poll() is None:
-                time.sleep(0.2)
-                elapsed = time.monotonic() - t0
-                text = _read(console)
-                if booted is None and "RMAPWALK-BOOTED" in text:
-                    booted = elapsed
-                if panic_at is None and PANIC_RE.search(text):
-                    panic_at = elapsed
-                if panic_at is not None and elapsed - panic_at > 5:
-                    break  # panic=-1 reboots, -no-reboot exits; give it 5 s, then stop it
-                if exited_at is None and initramfs.EXIT_MARK in text:
-                    exited_at = elapsed
-                if exited_at is not None and elapsed - exited_at > 5:
-                    break  # /init is done; should the reboot not end QEMU, stop it here
-                if elapsed > timeout:
-                    proc.kill()
-                    proc.wait()
-                    raise VMRunError(f"timeout: the VM ran longer than {timeout:.0f} s",
-                                     _read(console) + _read(workdir / "qemu.out"), cmd)
+            with _signals_end(proc):
+                while proc.poll() is None:
+                    time.sleep(0.2)
+                    elapsed = time.monotonic() - t0
+                    text = _read(console)
+                    if booted is None and "RMAPWALK-BOOTED" in text:
+                        booted = elapsed
+                    if panic_at is None and PANIC_RE.search(text):
+                        panic_at = elapsed
+                    if panic_at is not None and elapsed - panic_at > 5:
+                        break  # panic=-1 reboots, -no-reboot exits; give it 5 s, then stop it
+                    if exited_at is None and initramfs.EXIT_MARK in text:
+                        exited_at = elapsed
+                    if exited_at is not None and elapsed - exited_at > 5:
+                        break  # /init is done; should the reboot not end QEMU, stop it here
+                    if elapsed > timeout:
+                        end_group(proc)
+                        raise VMRunError(f"timeout: the VM ran longer than {timeout:.0f} s",
+                                         _read(console) + _read(workdir / "qemu.out"), cmd)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            end_group(proc)         # QEMU and anything it started, whatever happened
     return proc.returncode, cmd, booted, time.monotonic() - t0
 
 
