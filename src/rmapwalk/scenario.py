@@ -170,13 +170,14 @@ STEP_KINDS: dict[str, StepKind] = {
 # Size limits, checked by loads() before anything runs (both executions read scenarios here).
 # Generous: the committed scenarios stay far below (the biggest maps 20,000 pages).
 LIMITS: dict[str, int] = {
+    "bytes": 1 << 20,               # scenario text, checked before the YAML parser runs
     "pages_per_region": 1 << 20,    # pages of one mmap (4 GiB)
     "total_pages": 1 << 22,         # pages mapped by all mmap steps together (16 GiB)
     "processes": 4096,              # process 0 and every fork child (the replayer's limit)
     "page_mappings": 1 << 24,       # mapped pages times processes: the model's page tables
     "regions": MAX_REGIONS,         # the region layout above
     "steps": 10_000,
-    "step_pages": 1 << 20,          # pages listed in one migrate or idle step
+    "step_pages": 1 << 16,          # pages listed in one migrate or idle step ('all' is free)
 }
 
 
@@ -244,6 +245,8 @@ def _parse_yaml(text: str, path: str):
 
 def loads(text: str, path: str = "<string>") -> Scenario:
     """Parse and validate scenario text; raise ScenarioError naming what is wrong."""
+    _limit(path, None, None, "bytes", len(text.encode("utf-8", "surrogatepass")),
+           "the scenario's size in bytes")
     doc = _parse_yaml(text, path)
     if not isinstance(doc, dict):
         raise ScenarioError(path, None, "expected a mapping with keys name, description, steps")

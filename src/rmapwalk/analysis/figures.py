@@ -101,13 +101,21 @@ def cost_plot(table: pd.DataFrame, fits: dict) -> plt.Figure:
 
 
 def mremap_bars(table: pd.DataFrame) -> plt.Figure:
-    """Migrations that succeeded or failed, per strategy and page kind (moved or stayed)."""
+    """How migrations ended (contract.OUTCOMES: moved, stayed, not-migrated, error), per
+    strategy and page kind (mremapped or in place), stacked."""
     t = table.reset_index()
     t["label"] = t["strategy"] + "\n" + t["pages"]
     fig, ax = plt.subplots(figsize=(7, 3))
     x = np.arange(len(t))
-    ax.bar(x, t["migrated"], color="#27ae60", label="migrated")
-    ax.bar(x, t["failed"], bottom=t["migrated"], color="#c0392b", label="failed (page stuck)")
+    bottom = np.zeros(len(t))
+    for result, color, label in (("moved", "#27ae60", "moved"),
+                                 ("stayed", "#f1c40f", "stayed (other node than asked)"),
+                                 ("not-migrated", "#c0392b", "not migrated (page stuck)"),
+                                 ("error", "#7f8c8d", "error (per-page status)")):
+        if result not in t or not t[result].any():
+            continue
+        ax.bar(x, t[result], bottom=bottom, color=color, label=label)
+        bottom += t[result].to_numpy()
     ax.set_xticks(x, t["label"], fontsize=8)
     ax.set_ylabel("move_pages() of one page")
     ax.legend(fontsize=8, frameon=False)

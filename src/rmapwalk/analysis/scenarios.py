@@ -90,7 +90,8 @@ def random_mremap_scenario(pages: int = 64, moves: int = 8, seed: int = 0, *, ma
     their old address (mm/mremap.c move_vma → copy_vma), which is what the naive query
     misses.  Seeded: the same arguments give the same text."""
     pages = check_int(pages, "pages", minimum=2)
-    moves = check_int(moves, "moves", minimum=1)
+    # each move makes a region, besides A (scenario.LIMITS["regions"])
+    moves = check_int(moves, "moves", minimum=1, maximum=sc.LIMITS["regions"] - 1)
     seed = check_int(seed, "seed", minimum=0)
     max_len = check_int(max_len, "max_len", minimum=1)
     values = check_int(values, "values", minimum=1, maximum=255)

@@ -3,14 +3,16 @@
 Replaying a scenario is the expensive step (building 100,000 VMAs and letting ksmd merge
 them takes tens of seconds in Python), so :func:`run` writes each replay to files under
 ``build/analysis/`` (``<scenario>-<strategy>[-ref]-<sha12>.walks.csv`` with the shared
-walks columns plus ``strategy``, ``missed``, ``touched``; ``.outcomes.csv``; ``.json`` with
+walks columns plus ``strategy``, ``missed``, ``touched``; ``.outcomes.csv`` with the shared
+outcome columns, in the vocabulary of :data:`rmapwalk.contract.OUTCOMES`; ``.json`` with
 the provenance: scenario sha256, a hash of the model's source, wall time) and reads them
 back next time.  A file is reused only if the scenario text and the model source are the
 ones that made it.  The sweep and the cost model write their tables as CSV files too; the
 notebooks plot from those files.
 
-Strategies are the kernels: ``baseline`` queries ``[0, ULONG_MAX]``, ``naive``
-``[address >> PAGE_SHIFT]`` (v1-v3), ``pgoff`` the stored page index (v4).
+Strategies are the kernels (the model's one list, :data:`rmapwalk.model.ksm.STRATEGIES`):
+``baseline`` queries ``[0, ULONG_MAX]``, ``naive`` ``[address >> PAGE_SHIFT]`` (v1-v3),
+``pgoff`` the stored page index (v4).
 """
 from __future__ import annotations
 
@@ -27,12 +29,17 @@ import pandas as pd
 
 from .. import paths
 from .. import scenario as sc
-from ..simulate import replay
-from ..walks import COLUMNS, COUNTERS, write_csv
+from ..contract import COLUMNS, COUNTERS, SHARED_OUTCOME_COLUMNS, write_csv
+from ..model.ksm import STRATEGIES
+from ..simulate import outcome_rows, replay
 from .params import check_choice
 from .scenarios import split_region_scenario
 
-STRATEGIES = ("baseline", "naive", "pgoff")
+# How migrations ended, as columns of the strategy and mremap tables: the results of a
+# migrate outcome (contract.OUTCOMES), "error" being move_pages()' per-page status.
+MIGRATE_RESULTS = ("moved", "stayed", "not-migrated", "error")
+# Rows of the mremap table: pages of regions made by mremap, and the others.
+PAGE_KINDS = ("mremapped", "in place")
 CACHE = paths.BUILD / "analysis"
 EXTRA = ("strategy", "missed", "touched")
 _SRC = Path(__file__).resolve().parents[1]
@@ -43,7 +50,7 @@ def code_version() -> str:
     and the replay loop.  Changing any of them invalidates every cached run."""
     h = hashlib.sha256()
     files = sorted((_SRC / "model").glob("*.py")) + [_SRC / "simulate.py", _SRC / "scenario.py",
-                                                     _SRC / "walks.py"]
+                                                     _SRC / "contract.py"]
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -107,9 +114,8 @@ def run(scn: sc.Scenario, strategy: str, *, fast: bool = True,
     result = replay(scn, strategy, fast=fast)
     wall = time.perf_counter() - t0
     write_csv(files["walks"], [{k: w[k] for k in (*COLUMNS, *EXTRA)} for w in result.walks],
-              extra=EXTRA)
-    outcomes = pd.DataFrame(result.outcomes, columns=["step", "region", "page", "proc", "op", "result"])
-    _atomic_write(files["outcomes"], outcomes.to_csv(index=False))
+              (*COLUMNS, *EXTRA))
+    write_csv(files["outcomes"], outcome_rows(result), SHARED_OUTCOME_COLUMNS)
     meta = {"scenario": scn.name, "path": scn.path, "sha256": scn.sha256, "strategy": strategy,
             "fast": fast, "code": code_version(), "wall_s": round(wall, 3),
             "params": scn.params, "description": scn.description,
@@ -147,7 +153,8 @@ def read_walks(scn: sc.Scenario, strategy: str, *, fast: bool = True,
 def read_outcomes(scn: sc.Scenario, strategy: str, *, fast: bool = True,
                   cache_dir: Path | None = None) -> pd.DataFrame:
     files = run(scn, strategy, fast=fast, cache_dir=cache_dir)
-    return pd.read_csv(files["outcomes"], dtype={"region": str})
+    return pd.read_csv(files["outcomes"], dtype={"region": str, "errno": str},
+                       keep_default_na=False)
 
 
 def summarize(walks: pd.DataFrame) -> dict:
@@ -164,7 +171,7 @@ def summarize(walks: pd.DataFrame) -> dict:
 def strategy_table(scn: sc.Scenario, strategies=STRATEGIES, *, cache_dir: Path | None = None,
                    workers: int | None = None) -> pd.DataFrame:
     """One row per strategy: summed counters, skip ratio, iterations per walk, and how the
-    scenario's migrations ended."""
+    scenario's migrations ended (one column per result of :data:`MIGRATE_RESULTS`)."""
     strategies = [check_choice(s, "strategies", STRATEGIES) for s in strategies]
     run_all([(scn, s) for s in strategies], cache_dir=cache_dir, workers=workers)
     rows = []
@@ -172,10 +179,13 @@ def strategy_table(scn: sc.Scenario, strategies=STRATEGIES, *, cache_dir: Path |
         row = {"strategy": s, **summarize(read_walks(scn, s, cache_dir=cache_dir))}
         out = read_outcomes(scn, s, cache_dir=cache_dir)
         mig = out[out["op"] == "migrate"]
-        row["migrated"] = int((mig["result"] == "migrated").sum())
-        row["failed"] = int((mig["result"] == "failed").sum())
+        row.update(_migrate_counts(mig))
         rows.append(row)
     return pd.DataFrame(rows).set_index("strategy")
+
+
+def _migrate_counts(mig: pd.DataFrame) -> dict[str, int]:
+    return {r: int((mig["result"] == r).sum()) for r in MIGRATE_RESULTS}
 
 
 def moved_regions(scn: sc.Scenario) -> set[str]:
@@ -185,8 +195,10 @@ def moved_regions(scn: sc.Scenario) -> set[str]:
 
 def mremap_table(scn: sc.Scenario, strategies=STRATEGIES, *, cache_dir: Path | None = None,
                  workers: int | None = None) -> pd.DataFrame:
-    """Per strategy and page kind (``moved`` by mremap or ``stayed``): walks, mappings the
-    walks missed, and how many migrations succeeded or failed."""
+    """Per strategy and page kind (``mremapped``: in a region made by mremap, or ``in place``):
+    walks, mappings the
+    walks missed, and how the migrations ended (one column per result of
+    :data:`MIGRATE_RESULTS`)."""
     strategies = [check_choice(s, "strategies", STRATEGIES) for s in strategies]
     run_all([(scn, s) for s in strategies], cache_dir=cache_dir, workers=workers)
     moved = moved_regions(scn)
@@ -194,16 +206,14 @@ def mremap_table(scn: sc.Scenario, strategies=STRATEGIES, *, cache_dir: Path | N
     for s in strategies:
         walks = read_walks(scn, s, cache_dir=cache_dir)
         out = read_outcomes(scn, s, cache_dir=cache_dir)
-        for kind in ("moved", "stayed"):
-            in_kind = (lambda df: df["region"].isin(moved)) if kind == "moved" else \
+        for kind in PAGE_KINDS:
+            in_kind = (lambda df: df["region"].isin(moved)) if kind == "mremapped" else \
                 (lambda df: ~df["region"].isin(moved))
             w = walks[in_kind(walks)]
             o = out[in_kind(out) & (out["op"] == "migrate")]
             if not len(o) and not len(w):
                 continue
-            rows.append({"strategy": s, "pages": kind, "migrations": len(o),
-                         "migrated": int((o["result"] == "migrated").sum()),
-                         "failed": int((o["result"] == "failed").sum()),
+            rows.append({"strategy": s, "pages": kind, "migrations": len(o), **_migrate_counts(o),
                          "walks": len(w), "missed": int(w["missed"].sum()),
                          "walks_missing": int((w["missed"] > 0).sum()),
                          "iterations": int(w["iterations"].sum())})
