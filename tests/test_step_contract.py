@@ -102,3 +102,12 @@ def test_executors_handle_no_kind_the_table_lacks():
     extra = replayer_ops() - emitted
     assert not extra, f"replayer.c parses ops no step kind of scenario.STEP_KINDS emits: {sorted(extra)}"
     assert not set(MINIMAL) - table, f"MINIMAL has kinds the table lacks: {sorted(set(MINIMAL) - table)}"
+
+
+def test_the_spec_documents_every_kind_and_limit():
+    from rmapwalk import paths
+    doc = (paths.ROOT / "docs" / "scenarios.md").read_text()
+    for kind, spec in sc.STEP_KINDS.items():
+        assert f"| `{kind}` |" in doc, f"docs/scenarios.md has no row for step kind {kind!r}"
+    for limit in sc.LIMITS:
+        assert f"| `{limit}` |" in doc, f"docs/scenarios.md does not list the limit {limit!r}"
