@@ -203,3 +203,16 @@ def test_interrupted_run_is_renamed(tmp_path, sig):
     files = list(out.iterdir())
     assert len(files) == 1 and files[0].name.endswith("-FAILED.ipynb"), files
     assert "interrupted" in err and files[0].name in err
+
+
+def test_explicit_output_and_failed_folder(tmp_path):
+    """What the book build needs: a fixed output name, written only on success, and failed
+    notebooks kept out of the book's folder."""
+    nb = tiny_notebook(tmp_path / "tiny.ipynb", "if fail:\n    raise RuntimeError('boom')\n")
+    book, failed = tmp_path / "book", tmp_path / "failed"
+    r = run_execute(nb, book / "tiny.ipynb", "-p", "fail", "True", "--failed", failed)
+    assert r.returncode == 1
+    assert not book.exists() or not list(book.iterdir())
+    assert [p.name for p in failed.iterdir()] == ["tiny-FAILED.ipynb"]
+    r = run_execute(nb, book / "tiny.ipynb", "--failed", failed)
+    assert r.returncode == 0 and [p.name for p in book.iterdir()] == ["tiny.ipynb"]

@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from papermill.exceptions import PapermillExecutionError
+from papermill.exceptions import PapermillException, PapermillExecutionError
 
 from rmapwalk.outputs import UsageError, check_output_dir
 
@@ -99,7 +100,9 @@ def output_names(notebook: Path, out: Path) -> tuple[Path, Path, Path]:
         candidates = [base] + [f"{base}-{k}" for k in range(1, 1000)]
     folder.mkdir(parents=True, exist_ok=True)
     for stem in candidates:
-        part = folder / f".{stem}.part.ipynb"
+        # explicit name: the part file carries the pid, so a stale one (SIGKILL) blocks nothing
+        part = folder / (f".{stem}.{os.getpid()}.part.ipynb" if len(candidates) == 1
+                         else f".{stem}.part.ipynb")
         final, failed = folder / f"{stem}.ipynb", folder / f"{stem}-FAILED.ipynb"
         if len(candidates) > 1 and (final.exists() or failed.exists()):
             continue
@@ -119,13 +122,15 @@ def _raise_interrupted(signum, frame):
 
 
 def execute(notebook: str | os.PathLike, out: str | os.PathLike, params: dict[str, Any],
-            cwd: str | os.PathLike | None = None, kernel_name: str = "python3") -> Path:
+            cwd: str | os.PathLike | None = None, kernel_name: str = "python3",
+            failed_dir: str | os.PathLike | None = None) -> Path:
     """Check ``params``, execute ``notebook`` into ``out`` (folder or file); the output path.
 
     Raises :class:`UsageError` before anything runs, papermill's
     ``PapermillExecutionError`` if a cell failed, :class:`Interrupted` on SIGTERM/SIGINT; in
     the last two cases the partial output is kept as ``...-FAILED.ipynb`` (its path is the
-    exception's ``failed_output`` attribute).
+    exception's ``failed_output`` attribute), in ``failed_dir`` if given (the book's
+    folder should not collect failed notebooks), else beside the output.
     """
     import papermill as pm
     notebook = Path(notebook)
@@ -134,7 +139,12 @@ def execute(notebook: str | os.PathLike, out: str | os.PathLike, params: dict[st
     check_parameters(notebook, params)
     out = Path(out)
     check_output_dir(out.parent if out.suffix == ".ipynb" else out, "output")
+    if failed_dir is not None:
+        check_output_dir(failed_dir, "--failed")
     part, final, failed = output_names(notebook, out)
+    if failed_dir is not None:
+        Path(failed_dir).mkdir(parents=True, exist_ok=True)
+        failed = Path(failed_dir) / failed.name
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         for s in handlers:
@@ -147,7 +157,7 @@ def execute(notebook: str | os.PathLike, out: str | os.PathLike, params: dict[st
     except BaseException as e:
         if part.exists():
             if part.stat().st_size:
-                os.replace(part, failed)
+                shutil.move(str(part), str(failed))
                 e.failed_output = failed
             else:
                 part.unlink()
@@ -196,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-f", "--parameters-file", action="append", default=[], metavar="FILE",
                         help="parameters from a YAML file")
     parser.add_argument("--cwd", help="working folder of the kernel (default: the notebook's)")
+    parser.add_argument("--failed", metavar="DIR",
+                        help="where a failed run's notebook goes (default: beside the output)")
     args = parser.parse_args(argv)
     try:
         params = _collect(args)
@@ -204,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
-        path = execute(args.notebook, args.out, params, cwd=args.cwd)
+        path = execute(args.notebook, args.out, params, cwd=args.cwd, failed_dir=args.failed)
     except UsageError as e:
         print(f"run: {e}", file=sys.stderr)
         return 2
@@ -222,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run: {e.ename}: {e.evalue}{where}", file=sys.stderr)
         bad_input = e.ename == "ValueError" and str(e.evalue).startswith("parameter '")
         return 2 if bad_input else 1
+    except PapermillException as e:     # papermill refused before running a cell
+        print(f"run: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
+              file=sys.stderr)
+        return 1
     print(f"run: {_shown(path)}")
     return 0
 
