@@ -389,7 +389,7 @@ def load(path: str | Path) -> Scenario:
 
 def mprotect_ranges(step: Step, region_pages: int) -> list[tuple[int, int]]:
     """The [start, end) page ranges an ``mprotect`` step changes: start + k*stride for every k
-    that fits entirely in the region (SCENARIOS.md)."""
+    that fits entirely in the region (docs/scenarios.md)."""
     start, pages, stride = step["start"], step["pages"], step["stride"]
     if not stride:
         return [(start, start + pages)]

@@ -1,4 +1,4 @@
-"""Compile a validated scenario into the replayer's program: the VM side of SCENARIOS.md.
+"""Compile a validated scenario into the replayer's program: the VM side of docs/scenarios.md.
 
 The C replayer (``replayer/replayer.c``) runs inside the guest and must not parse YAML, so
 this module turns a :class:`rmapwalk.scenario.Scenario` into a small line-based text that the

@@ -10,7 +10,7 @@ own, and VMA boundary changes remove and re-insert a VMA's nodes around the chan
 kernel's order.
 
 ``rmap_walk_anon`` and ``rmap_walk_file`` are the non-KSM walks; ``rmap_walk_ksm`` lives in
-``ksm.py``.  Every walk fills a :class:`RmapWalkStats` with the counters of SCENARIOS.md.
+``ksm.py``.  Every walk fills a :class:`RmapWalkStats` with the counters of docs/scenarios.md.
 """
 from __future__ import annotations
 
@@ -225,7 +225,7 @@ class AddressSpace:
 
 @dataclasses.dataclass
 class RmapWalkStats:
-    """The counters of one walk (SCENARIOS.md), plus ``touched``: tree nodes dereferenced."""
+    """The counters of one walk (docs/scenarios.md), plus ``touched``: tree nodes dereferenced."""
 
     iterations: int = 0
     skip_addr: int = 0
