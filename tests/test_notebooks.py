@@ -42,6 +42,8 @@ BAD = [
     ("scaling", {"benchmark": "nope"}, "benchmark"),
     ("claim", {"confidence": "high"}, "confidence"),
     ("provenance", {"resamples": "x"}, "resamples"),
+    ("kernel-traces", {"include_unverified": "maybe"}, "include_unverified"),
+    ("scaling", {"traces": "/no/such/folder"}, "traces"),
 ]
 
 
@@ -146,3 +148,16 @@ def test_tampered_data_fails_the_notebook(tmp_path):
         execute("kernel-traces", tmp_path, tmp_path / "cache", traces=str(traces))
     assert err.value.ename == "DataIntegrityError"
     assert str(victim) in err.value.evalue
+
+
+@pytest.mark.slow
+def test_unverified_runs_only_when_asked_and_then_the_page_says_so(tmp_path):
+    traces = tmp_path / "traces"
+    shutil.copytree(paths.TRACES, traces)
+    shutil.copy(paths.DATA / "dataset.yaml", traces / "dataset.yaml")
+    victim = next(traces.glob("ci-small/*/baseline/run-1/walks.csv"))
+    victim.write_bytes(victim.read_bytes() + b"\n")
+    out = execute("kernel-traces", tmp_path, tmp_path / "cache", traces=str(traces),
+                  include_unverified=True)
+    shown = json.dumps([c.get("outputs", []) for c in json.loads(out.read_text())["cells"]])
+    assert "unverified" in shown and victim.name in shown

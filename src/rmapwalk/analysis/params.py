@@ -107,3 +107,12 @@ def check_fraction(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
         raise _fail(name, "a number between 0 and 1 (exclusive)", value)
     return float(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """True or False (papermill passes booleans; the strings true/false are accepted)."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise _fail(name, "true or false", value)
+    return value

@@ -21,6 +21,8 @@ correlation ``2U/(n_a n_b) - 1``).
 """
 from __future__ import annotations
 
+import functools
+import types
 import warnings
 from pathlib import Path
 
@@ -63,6 +65,18 @@ def integrity_note(root: str | Path | None = None) -> str:
     return (f"```{{warning}}\nThis page includes **unverified** runs ({len(problems)} "
             f"problem(s) found by `rmapwalk verify`); its numbers are not the published ones.\n"
             f"```\n\n{lines}{more}\n")
+
+
+def reader(include_unverified: bool = False) -> types.SimpleNamespace:
+    """``load``, ``load_outcomes`` and ``inventory`` with ``include_unverified`` bound, and
+    ``note(root)``: the page's warning when unverified runs are included (else "").  A
+    notebook's parameter decides once; every later call reads the same way."""
+    return types.SimpleNamespace(
+        load=functools.partial(load, include_unverified=include_unverified),
+        load_outcomes=functools.partial(load_outcomes, include_unverified=include_unverified),
+        inventory=functools.partial(inventory, include_unverified=include_unverified),
+        note=(integrity_note if include_unverified else lambda root=None: ""),
+        include_unverified=include_unverified)
 
 
 def inventory(root: str | Path | None = None, *, include_unverified: bool = False) -> pd.DataFrame:
