@@ -302,10 +302,7 @@ def counters_per_walk(walks: pd.DataFrame, by=("kernel", "page_type", "reason"))
 
 
 # --- scaling: walk cost against loop iterations (the vma-sweep scenarios) -----------------
-# The thread's numbers, for predictions (reference/FACTS.md).
-V1_ITERATIONS = 22169           # v1 report, production: iterations of the longest walk
-V1_MS = 228.65                  # ... and its lock hold time
-V4_AVG_MS, V4_MAX_MS = 532.04, 705.12   # v4 2/5: rmap_benchmark, KSM pages, 20,000 pages
+# The thread's numbers come from data/thread.yaml (rmapwalk.analysis.claim.thread()).
 
 
 def sweep_walks(walks: pd.DataFrame, prefix: str = "vma-sweep-") -> pd.DataFrame:
@@ -468,7 +465,8 @@ def scaling_figure(walks: pd.DataFrame, rates: dict):
     return fig
 
 
-def realworld_figure(sweep: pd.DataFrame, measured: pd.DataFrame, level: float = 0.999):
+def realworld_figure(sweep: pd.DataFrame, measured: pd.DataFrame, level: float,
+                     v1_iterations: float):
     """The simulated sweep's baseline skip ratio against baseline iterations per walk (one
     line per number of forked children), the measured baseline walks on it (one point per
     scenario: median iterations per walk, measured skip ratio with its interval), and the
@@ -485,7 +483,7 @@ def realworld_figure(sweep: pd.DataFrame, measured: pd.DataFrame, level: float =
                     yerr=None if not np.isfinite(yerr).all() else yerr, fmt="s", color="black", ms=5)
         ax.annotate(r["scenario"], (r["iterations_median"], 1 - r["skip_ratio"]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
-    ax.plot([V1_ITERATIONS], [1 / V1_ITERATIONS], "*", color="#c0392b", ms=12,
+    ax.plot([v1_iterations], [1 / v1_iterations], "*", color="#c0392b", ms=12,
             label="v1 report (production)")
     ax.axhline(1 - level, color="grey", ls="--", lw=1)
     ax.annotate(f"skip ratio {100 * level:g}%", xy=(0.01, (1 - level) * 1.15), fontsize=8,
