@@ -51,13 +51,6 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
-def _simulation_error() -> type[Exception]:
-    """The model's refusal; imported only when an error reaches it (capture and kernel
-    need not import the simulator)."""
-    from .simulate import SimulationError
-    return SimulationError
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rmapwalk", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,11 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:             # a bad option value or output path
         print(f"rmapwalk: {e}", file=sys.stderr)
         return 2
-    except sc.ScenarioError as e:       # a bad scenario file
-        print(f"rmapwalk: {e}", file=sys.stderr)
-        return 2
-    except _simulation_error() as e:    # the model kernel refused a step
-        print(f"rmapwalk: {e}", file=sys.stderr)
+    except sc.ScenarioError as e:       # a bad scenario file, or a step the model refused
+        print(f"rmapwalk: {e}", file=sys.stderr)   # (simulate.StepRefused, with its errno)
         return 2
     except KeyboardInterrupt as e:      # SIGINT, or SIGTERM during a VM run (vm.Interrupted)
         print(f"rmapwalk: {e or 'interrupted'}", file=sys.stderr)

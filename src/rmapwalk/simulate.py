@@ -34,9 +34,6 @@ class StepRefused(sc.ScenarioError):
         super().__init__(path, step, f"{kind}: {errno} ({detail})", line=line)
 
 
-# The name cli.py catches; a StepRefused is a ScenarioError (one line, exit status 2).
-SimulationError = StepRefused
-
 
 @dataclasses.dataclass
 class SimulationResult:
