@@ -2,6 +2,7 @@
 walk with the simulator (rmapwalk.simulate.simulate_walks).  Needs the cached kernel builds
 and QEMU; run with ``pytest -m vm``."""
 import argparse
+import gzip
 import csv
 import shutil
 
@@ -89,3 +90,40 @@ def test_capture_matches_simulation(variant, scenario_file, tmp_path):
     assert len(measured) == len(expected), (measured, expected)
     for i, (m, e) in enumerate(zip(measured, expected)):
         assert m == e, f"walk {i}: measured {m} != simulated {e}"
+
+
+@pytest.mark.parametrize("kind", sorted(scenario.STEP_KINDS))
+def test_replayer_runs_every_step_kind_on_the_kernel(kind, tmp_path):
+    """The step contract on the real kernel: each kind's minimal scenario (the one the static
+    contract test uses) replays in the VM, its last step is executed, and the walks equal the
+    model's."""
+    from tests.test_step_contract import minimal
+    if not shutil.which("qemu-system-x86_64"):
+        pytest.skip("qemu-system-x86_64 not installed")
+    variant = "patched"
+    why = kernel_cached(variant)
+    if why:
+        pytest.skip(f"no cached {variant} kernel: {why}")
+    sc = minimal(kind)
+    path = tmp_path / f"{sc.name}.yaml"
+    path.write_text(sc_text(sc))
+    out = tmp_path / "out"
+    base = kernels.load().default_base
+    args = argparse.Namespace(scenario=str(path), kernel=variant, base=base, repeat=1, out=out,
+                              timeout=600.0, accel="tcg", bzimage=None)
+    assert capture.run_capture(args) == 0, f"step kind {kind!r}: the replayer run failed"
+    run = dataset.run_folder(out, sc.name, base, variant, 1)
+    trace = gzip.decompress((run / "trace.txt.gz").read_bytes()).decode()
+    last = sc.steps[-1].index
+    assert f"rmapwalk step step={last} kind={kind} " in trace and " end" in trace, \
+        f"step kind {kind!r}: no step marker for step {last} in the trace"
+    expected = simulate.simulate_walks(scenario.load(path), kernels.strategy_of()[variant])
+    assert read_walks(run) == expected
+
+
+def sc_text(sc) -> str:
+    """The text of a minimal contract scenario, as tests/test_step_contract.py writes it."""
+    from tests.test_step_contract import MINIMAL
+    kind = sc.steps[-1].kind
+    body = "".join(f"  - {s}\n" for s in MINIMAL[kind])
+    return f"name: {sc.name}\ndescription: one {kind} step\nsteps:\n{body}"
