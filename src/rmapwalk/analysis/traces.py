@@ -495,3 +495,104 @@ def realworld_figure(sweep: pd.DataFrame, measured: pd.DataFrame, level: float,
     ax.legend(fontsize=8, frameon=False, loc="upper right")
     fig.tight_layout()
     return fig
+
+
+# --- like-for-like units: walks per kind, walks summed per migration ----------------------
+# A migration attempt of one page (move_pages() -> migrate_pages()) makes an unmap walk
+# (try_to_migrate(), which stops once the page is unmapped) and a remap walk
+# (remove_migration_ptes(), two full passes); a failed attempt is retried by mm/migrate.c
+# and walks again.  The two kinds differ by about 2x in iterations, so a median over pooled
+# kinds is a value no walk had: the book reports per kind, or per migration (summed).
+MIGRATE_KINDS = ("migrate_unmap", "migrate_remap")
+MIGRATION_KEYS = ("scenario", "kernel", "strategy", "run", "step", "region", "page", "proc",
+                  "page_type")
+
+
+def per_migration(walks: pd.DataFrame) -> pd.DataFrame:
+    """One row per migration of one page: the walks of the attempt (unmap + remap, and the
+    retries) summed.  Columns: the keys present among :data:`MIGRATION_KEYS`, ``walks``,
+    ``unmap_walks``, ``remap_walks``, the counters and (measured walks) ``duration_ns``,
+    ``unmap_ns`` and ``remap_ns``."""
+    w = walks[walks["reason"].isin(MIGRATE_KINDS)]
+    keys = [k for k in MIGRATION_KEYS if k in w.columns]
+    values = [c for c in (*COUNTERS, "duration_ns") if c in w.columns]
+    cols = [*keys, "walks", "unmap_walks", "remap_walks", *values]
+    if "duration_ns" in values:
+        cols += ["unmap_ns", "remap_ns"]
+    if not len(w):
+        return pd.DataFrame(columns=cols)
+    w = w.assign(unmap_walks=(w["reason"] == MIGRATE_KINDS[0]).astype("int64"),
+                 remap_walks=(w["reason"] == MIGRATE_KINDS[1]).astype("int64"), walks=1)
+    if "duration_ns" in values:
+        w = w.assign(unmap_ns=w["duration_ns"].where(w["unmap_walks"] == 1, 0),
+                     remap_ns=w["duration_ns"].where(w["remap_walks"] == 1, 0))
+    out = w.groupby(keys, sort=True, dropna=False)[cols[len(keys):]].sum().reset_index()
+    return out[cols]
+
+
+def per_kind(walks: pd.DataFrame, by=("kernel", "page_type"), *, confidence: float = 0.95,
+             resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
+    """Per group of ``by`` and walk kind (``reason``: migrate_unmap, migrate_remap, idle),
+    and per migration (the attempt's walks summed, ``reason`` = "per migration"): walks,
+    median and maximum iterations and address skips, and (measured walks) the median
+    duration with its bootstrap interval and the maximum, in ms."""
+    by = list(by)
+    mig = per_migration(walks).assign(reason="per migration")
+    frames = [walks, mig] if len(mig) else [walks]
+    rows = []
+    for frame in frames:
+        for key, g in frame.groupby([*by, "reason"], sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            row = {**dict(zip([*by, "reason"], key)), "n": len(g),
+                   "iterations_median": float(g["iterations"].median()),
+                   "iterations_max": float(g["iterations"].max()),
+                   "skip_addr_median": float(g["skip_addr"].median())}
+            if "duration_ns" in g:
+                m = median_ci(g["duration_ns"], confidence=confidence, resamples=resamples, seed=seed)
+                row.update(ms_median=m["median"] / 1e6, ms_low=m["low"] / 1e6,
+                           ms_high=m["high"] / 1e6, ms_max=float(g["duration_ns"].max()) / 1e6)
+            rows.append(row)
+    cols = [*by, "reason", "n", "iterations_median", "iterations_max", "skip_addr_median"]
+    if "duration_ns" in walks:
+        cols += ["ms_median", "ms_low", "ms_high", "ms_max"]
+    order = {r: i for i, r in enumerate((*MIGRATE_KINDS, "idle", "per migration"))}
+    t = pd.DataFrame(rows, columns=cols)
+    if len(t):
+        t = t.sort_values([*by, "reason"], key=lambda s: s.map(order) if s.name == "reason" else s)
+    return t.reset_index(drop=True)
+
+
+def rates(walks: pd.DataFrame, **opts) -> pd.DataFrame:
+    """:func:`rate` (TCG ns per loop iteration, summed duration over summed iterations) for
+    each kernel separately: the emulator's cost is not the same for the two kernels' walks."""
+    rows = [{"kernel": k, **rate(g, **opts), "iterations_median": float(g["iterations"].median())}
+            for k, g in walks.groupby("kernel", sort=True)]
+    return pd.DataFrame(rows, columns=["kernel", "walks", "ns_per_iteration", "low", "high",
+                                       "iterations_median"])
+
+
+# --- tables as the book shows them ------------------------------------------------------
+def show(table: pd.DataFrame, formats: dict | None = None, *, empty: str = "no rows",
+         index: bool = True, caption: str | None = None):
+    """A table formatted for the book: thousands separators, integers as integers, every
+    float with a fixed number of decimals (``formats``: column -> format string or callable;
+    the default is ``{:,.0f}`` for integral columns and ``{:,.2f}`` otherwise), NaN as "–".
+    An empty table becomes one italic sentence (``empty``) instead of an empty frame."""
+    from IPython.display import Markdown   # noqa: PLC0415 (notebook display only)
+    if table is None or not len(table):
+        return Markdown(f"*{empty}.*")
+    formats = dict(formats or {})
+    for c in table.columns:
+        if c in formats:
+            continue
+        s = table[c]
+        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+            continue
+        v = s.dropna().to_numpy(float)
+        formats[c] = "{:,.0f}" if len(v) and np.all(v == np.round(v)) else "{:,.2f}"
+    st = table.style.format(formats, na_rep="–")
+    if not index:
+        st = st.hide(axis="index")
+    if caption:
+        st = st.set_caption(caption)
+    return st
