@@ -133,7 +133,7 @@ def test_replayer_reports_a_fault(replayer, tmp_path):
     assert r.returncode == 1
     assert "step 10: process 3 got signal 11" in r.stderr
     assert "process 3 died during step 10" in r.stderr
-    assert markers[-1] == "rmapwalk error step=10"
+    assert markers[-1] == "rmapwalk error step=10 errno=SIGSEGV"   # trace.py: the refusal
 
 
 def test_replayer_rejects_a_broken_program(replayer, tmp_path):

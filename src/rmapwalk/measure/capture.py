@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import datetime
 import gzip
 import hashlib
@@ -48,6 +49,9 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which variant to boot (default: all of the base's)")
     parser.add_argument("--base", choices=tuple(kl.bases), default=kl.default_base,
                         help=f"kernel source base (default {kl.default_base})")
+    parser.add_argument("--run", type=int, default=None, metavar="K",
+                        help="write exactly run-K (an error if it exists); the workflow "
+                             "(workflow/Snakefile) captures one run folder per job this way")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="boots per kernel (default 1); runs are numbered after existing ones")
     parser.add_argument("--out", type=Path, default=None,
@@ -65,6 +69,12 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", nargs="?", type=Path, default=None,
                         help=f"tree of run folders to check (default {paths.TRACES})")
+    parser.add_argument("--plan", type=Path, default=None,
+                        help="the data set the tree must hold exactly (default: "
+                             f"{dataset.DATASET_FILE} for {paths.TRACES}, else DIR/dataset.yaml "
+                             "if there is one)")
+    parser.add_argument("--scenarios", type=Path, default=None,
+                        help=f"the committed scenario files (default {paths.SCENARIOS})")
 
 
 def _say(msg: str) -> None:
@@ -138,9 +148,50 @@ def _ksm_merges(console: str) -> list[dict]:
                                  r"in ([\d.]+) s", console)]
 
 
+def _write_run(sc, prog: str, base: str, kernel: str, provenance: dict, accel: str,
+               accel_reason: str, out_root: Path, trace_text: str, console: str,
+               parsed: trace_mod.Trace, command: list[str], timing: dict,
+               extra: dict | None = None, run: int | None = None) -> Path:
+    """Write run folder ``run`` (default: the next number) atomically (built beside its
+    place, then renamed); its path."""
+    folder = dataset.kernel_folder(out_root, sc.name, base, kernel)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = _next_run(folder) if run is None else run
+    dest = folder / f"run-{run}"
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".run-{run}.tmp-"))
+    try:
+        _gzip_to(staging / "trace.txt.gz", trace_text)
+        _gzip_to(staging / "console.log.gz", console)
+        _write_csv(staging / "walks.csv", contract.MEASURED_WALK_COLUMNS, parsed.walks)
+        _write_csv(staging / "outcomes.csv", contract.OUTCOME_COLUMNS, parsed.outcomes)
+        dataset.write_manifest(staging, {
+            "kind": "rmapwalk capture run",
+            "kernel": provenance,
+            "qemu": {"version": vm.qemu_version(command[0]),
+                     "command": command, "accel": accel,
+                     "accel_reason": accel_reason},
+            "scenario": {"name": sc.name, "sha256": sc.sha256, "path": str(sc.path)},
+            "replayer": {"program_sha256": hashlib.sha256(prog.encode()).hexdigest(),
+                         "initramfs_base": initramfs.base_key()},
+            "timing": timing,
+            "ksm_merges": _ksm_merges(console),
+            "trace": {"rmap_walk_events": parsed.events, "walk_rows": len(parsed.walks),
+                      "walks_outside_pages": dict(parsed.outside),
+                      "outcomes": len(parsed.outcomes)},
+            **(extra or {}),
+        })
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
+
+
 def capture_one(sc, prog: str, base: str, kernel: str, image: Path, provenance: dict,
-                accel: str, accel_reason: str, out_root: Path, timeout: float) -> Path | None:
-    """One boot; returns the run folder, or None after a failure (reported on stderr)."""
+                accel: str, accel_reason: str, out_root: Path, timeout: float,
+                run: int | None = None) -> Path | None:
+    """One boot into run folder ``run`` (default: the next number); returns the run folder,
+    or None after a failure (reported on stderr)."""
     paths.BUILD.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=paths.BUILD, prefix="vm-") as tmp:
         workdir = Path(tmp)
@@ -155,39 +206,13 @@ def capture_one(sc, prog: str, base: str, kernel: str, image: Path, provenance: 
             _say(f"console log kept in {kept}/console.log; nothing written under {out_root}")
             return None
         wall = time.monotonic() - t0
-        folder = dataset.kernel_folder(out_root, sc.name, base, kernel)
-        folder.mkdir(parents=True, exist_ok=True)
-        run = _next_run(folder)
-        dest = folder / f"run-{run}"
-        staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".run-{run}.tmp-"))
-        try:
-            _gzip_to(staging / "trace.txt.gz", result.trace)
-            _gzip_to(staging / "console.log.gz", result.console)
-            _write_csv(staging / "walks.csv", contract.MEASURED_WALK_COLUMNS, parsed.walks)
-            _write_csv(staging / "outcomes.csv", contract.OUTCOME_COLUMNS, parsed.outcomes)
-            dataset.write_manifest(staging, {
-                "kind": "rmapwalk capture run",
-                "kernel": provenance,
-                "qemu": {"version": vm.qemu_version(result.command[0]),
-                         "command": result.command, "accel": accel,
-                         "accel_reason": accel_reason},
-                "scenario": {"name": sc.name, "sha256": sc.sha256, "path": str(sc.path)},
-                "replayer": {"program_sha256": hashlib.sha256(prog.encode()).hexdigest(),
-                             "initramfs_base": initramfs.base_key()},
-                "timing": {"host_boot_seconds": result.boot_seconds,
-                           "host_wall_seconds": round(result.wall_seconds, 3),
-                           "guest_replay_uptime": result.guest_replay},
-                "ksm_merges": _ksm_merges(result.console),
-                "trace": {"rmap_walk_events": parsed.events, "walk_rows": len(parsed.walks),
-                          "walks_outside_pages": dict(parsed.outside),
-                          "outcomes": len(parsed.outcomes)},
-            })
-            staging.rename(dest)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        dest = _write_run(sc, prog, base, kernel, provenance, accel, accel_reason, out_root,
+                          result.trace, result.console, parsed, result.command, {
+                              "host_boot_seconds": result.boot_seconds,
+                              "host_wall_seconds": round(result.wall_seconds, 3),
+                              "guest_replay_uptime": result.guest_replay}, run=run)
         boot = f"{result.boot_seconds:.1f} s" if result.boot_seconds is not None else "?"
-        _say(f"{sc.name} on {base}/{kernel} run-{run}: boot {boot}, total {wall:.1f} s, "
+        _say(f"{sc.name} on {base}/{kernel} {dest.name}: boot {boot}, total {wall:.1f} s, "
              f"{len(parsed.walks)} walks in pages, {parsed.outside_total} outside -> {dest}")
         return dest
 
@@ -198,9 +223,16 @@ def _prepare_out(out: Path | None) -> Path:
 
 
 def capture(sc, base: str, variants: tuple[str, ...], repeat: int, out_root: Path,
-            timeout: float, accel_wanted: str, bzimage: Path | None) -> int:
-    """``repeat`` boots of each variant on ``base``; returns the number of failed runs."""
+            timeout: float, accel_wanted: str, bzimage: Path | None,
+            run: int | None = None) -> int:
+    """``repeat`` boots of each variant on ``base`` (or one boot into run folder ``run``);
+    returns the number of failed runs."""
     check_scenario_folder(out_root, sc)
+    if run is not None:
+        for kernel in variants:
+            taken = dataset.run_folder(out_root, sc.name, base, kernel, run)
+            if taken.exists():
+                raise outputs.UsageError(f"--run {run}: {taken} exists already")
     prog = program_mod.compile_program(sc)
     failures = 0
     for kernel in variants:
@@ -219,7 +251,7 @@ def capture(sc, base: str, variants: tuple[str, ...], repeat: int, out_root: Pat
             _say(f"{sc.name} on {base}/{kernel}: boot {r + 1}/{repeat} "
                  f"(timeout {timeout:.0f} s)")
             if capture_one(sc, prog, base, kernel, image, provenance, accel, why, out_root,
-                           timeout) is None:
+                           timeout, run) is None:
                 failures += 1
     return failures
 
@@ -230,6 +262,9 @@ def run_capture(args: argparse.Namespace) -> int:
             raise outputs.UsageError(f"--repeat {args.repeat}: expected an integer >= 1")
         if not args.timeout > 0:
             raise outputs.UsageError(f"--timeout {args.timeout}: expected seconds > 0")
+        run = args.run
+        if run is not None and (run < 1 or args.repeat != 1):
+            raise outputs.UsageError(f"--run {run}: expected an integer >= 1, with --repeat 1")
         out_root = _prepare_out(args.out)
         sc = scenario_mod.load(paths.scenario_path(args.scenario))
         kl = kernel_list.load()
@@ -238,53 +273,17 @@ def run_capture(args: argparse.Namespace) -> int:
         for v in variants:
             kl.patches(args.base, v)        # KernelListError: no series for it on that base
         return 1 if capture(sc, args.base, variants, args.repeat, out_root, args.timeout,
-                            args.accel, args.bzimage) else 0
+                            args.accel, args.bzimage, run) else 0
     except (scenario_mod.ScenarioError, outputs.UsageError, kernel_list.KernelListError) as e:
         print(f"capture: {e}", file=sys.stderr)
         return 2
 
 
-def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True,
-                        help="a new folder to capture into (make traces: build/traces.new)")
-    parser.add_argument("--plan", type=Path, default=dataset.DATASET_FILE,
-                        help=f"the data set to capture (default {dataset.DATASET_FILE})")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S")
-
-
-def run_dataset(args: argparse.Namespace) -> int:
-    """Capture every run of the declared data set into ``--out`` (resuming: runs already
-    there are kept), then verify the result against the plan."""
-    try:
-        plan = dataset.load_plan(args.plan)
-        out_root = _prepare_out(args.out)
-        scenarios = {s for s, _, _ in plan}
-        loaded = {s: scenario_mod.load(paths.SCENARIOS / f"{s}.yaml") for s in sorted(scenarios)}
-        kl = kernel_list.load()
-        for _, b, v in plan:
-            kl.patches(b, v)
-    except (dataset.DataIntegrityError, scenario_mod.ScenarioError, outputs.UsageError,
-            kernel_list.KernelListError) as e:
-        print(f"dataset: {e}", file=sys.stderr)
-        return 2
-    failures = 0
-    for (s, b, v), n in sorted(plan.items()):
-        have = len(list(dataset.kernel_folder(out_root, s, b, v).glob("run-*")))
-        if have < n:
-            failures += capture(loaded[s], b, (v,), n - have, out_root, args.timeout, "tcg",
-                                None)
-    problems = dataset.verify(out_root, plan=args.plan)
-    for p in problems:
-        print(p)
-    print(f"dataset: {len(plan)} scenario x kernel entries, {failures} failed run(s), "
-          f"{len(problems)} problem(s) in {out_root}", file=sys.stderr)
-    return 1 if failures or problems else 0
-
-
 def run_verify(args: argparse.Namespace) -> int:
     root = args.dir if args.dir is not None else paths.TRACES
     try:
-        problems = dataset.verify(root)
+        kw = {k: v for k, v in (("plan", args.plan), ("scenarios", args.scenarios)) if v}
+        problems = dataset.verify(root, **kw)
     except dataset.DataIntegrityError as e:      # the plan itself is unreadable
         problems = e.problems
     for p in problems:
@@ -292,3 +291,122 @@ def run_verify(args: argparse.Namespace) -> int:
     n = len(list(Path(root).rglob(dataset.MANIFEST))) if Path(root).exists() else 0
     print(f"verify: {n} manifest(s) under {root}, {len(problems)} problem(s)", file=sys.stderr)
     return 1 if problems else 0
+
+
+# --- batches: many programs per boot (rmapwalk fuzz) ---------------------------------------
+
+BATCH_BOOT_SECONDS = 120.0          # a batch's timeout: this plus PROGRAM_SECONDS per program
+PROGRAM_SECONDS = 60.0
+
+
+@dataclasses.dataclass
+class BatchRun:
+    """What one program of a batch boot gave: its run folder and what the replayer did."""
+
+    scenario: object                 # scenario.Scenario
+    folder: Path | None              # the run folder, None if the capture failed
+    refused: dict | None = None      # {step, errno}: the replayer stopped at a failed step
+    failure: str | None = None       # why nothing could be captured (panic, timeout, ...)
+    walks: list = dataclasses.field(default_factory=list)       # MEASURED_WALK_COLUMNS
+    outcomes: list = dataclasses.field(default_factory=list)    # OUTCOME_COLUMNS
+
+
+@dataclasses.dataclass
+class BatchTiming:
+    boots: int = 0
+    boot_seconds: float = 0.0        # host seconds from QEMU start to /init's first line
+    wall_seconds: float = 0.0        # host seconds of the whole boots
+
+
+def _batch_boot(scenarios: list, programs: list[str], base: str, kernel: str, image: Path,
+                provenance: dict, accel: str, accel_reason: str, out_root: Path,
+                timing: BatchTiming, qemu: str | None = None) -> dict[int, BatchRun]:
+    """One boot running ``programs``; the results of the programs it got through."""
+    paths.BUILD.mkdir(parents=True, exist_ok=True)
+    timeout = BATCH_BOOT_SECONDS + PROGRAM_SECONDS * len(programs)
+    out: dict[int, BatchRun] = {}
+    with tempfile.TemporaryDirectory(dir=paths.BUILD, prefix="vm-batch-") as tmp:
+        workdir = Path(tmp)
+        initrd = initramfs.batch_initramfs_for(programs, workdir / "initramfs.cpio.gz")
+        t0 = time.monotonic()
+        cmd: list[str] = []
+        booted = None
+        problem = None
+        try:
+            _, cmd, booted, _ = vm.boot(image, initrd, workdir, timeout, accel, qemu=qemu)
+        except vm.VMRunError as e:
+            problem, cmd = e.reason, e.command
+        wall = time.monotonic() - t0
+        timing.boots += 1
+        timing.boot_seconds += booted or 0.0
+        timing.wall_seconds += wall
+        console = vm._read(workdir / "console.log")
+        raw = vm._read(workdir / "ttyS1.log")
+        if problem is None and vm.PANIC_RE.search(console):
+            problem = "kernel panic or oops: " + next(
+                l for l in console.splitlines() if vm.PANIC_RE.search(l)).strip()
+        if problem is None:
+            err = re.search(r"RMAPWALK-ERROR (.*)", console)
+            if err:
+                problem = f"/init failed: {err.group(1).strip()}"
+        parts = initramfs.split_batch(raw, console)
+        for k, (trace_text, part, status) in sorted(parts.items()):
+            sc = scenarios[k]
+            if status is None:          # the boot ended inside this program
+                reason = problem or "the boot ended inside this program"
+                kept = _keep_failure(sc.name, f"{base}-{kernel}", workdir, reason)
+                out[k] = BatchRun(sc, None, failure=f"{reason} (console kept in {kept})")
+                continue
+            try:
+                parsed = trace_mod.parse(trace_text, f"{sc.name}/{kernel}/trace.txt",
+                                         allow_error=True)
+            except trace_mod.TraceError as e:
+                out[k] = BatchRun(sc, None, failure=f"trace: {e}")
+                continue
+            if status != 0 and parsed.error is None:
+                out[k] = BatchRun(sc, None, failure=f"the replayer exited with status {status} "
+                                  "without an error marker")
+                continue
+            replay = re.search(r"RMAPWALK-REPLAYED seconds=(\S+)", part)
+            extra = {"batch": {"index": k, "programs": len(programs),
+                               "boot": {"host_boot_seconds": booted,
+                                        "host_wall_seconds": round(wall, 3)}},
+                     "replayer_exit": {"status": status, "refused": parsed.error}}
+            dest = _write_run(sc, programs[k], base, kernel, provenance, accel, accel_reason,
+                              out_root, trace_text, part, parsed, cmd,
+                              {"host_boot_seconds": None, "host_wall_seconds": None,
+                               "guest_replay_uptime": replay.group(1) if replay else None},
+                              extra)
+            out[k] = BatchRun(sc, dest, refused=parsed.error, walks=parsed.walks,
+                              outcomes=parsed.outcomes)
+        if problem and not parts:
+            kept = _keep_failure(scenarios[0].name, f"{base}-{kernel}-batch", workdir, problem)
+            _say(f"batch on {base}/{kernel}: {problem} (console kept in {kept})")
+    return out
+
+
+def capture_batch(scenarios: list, base: str, kernel: str, image: Path, provenance: dict,
+                  out_root: Path, accel: str = "tcg", accel_reason: str = "asked for tcg",
+                  timing: BatchTiming | None = None, qemu: str | None = None,
+                  programs: list[str] | None = None) -> list[BatchRun]:
+    """Replay ``scenarios`` on one kernel, all in one boot (a new boot goes on after a
+    program that ended the boot); one :class:`BatchRun` per scenario, in order, each with its
+    run folder ``out_root/<scenario>/<base>/<kernel>/run-<k>/`` (the usual files and a
+    manifest whose ``batch`` says which boot and place)."""
+    timing = timing if timing is not None else BatchTiming()
+    programs = programs if programs is not None else \
+        [program_mod.compile_program(sc) for sc in scenarios]
+    results: dict[int, BatchRun] = {}
+    todo = list(range(len(scenarios)))
+    while todo:
+        got = _batch_boot([scenarios[k] for k in todo], [programs[k] for k in todo], base,
+                          kernel, image, provenance, accel, accel_reason, out_root, timing, qemu)
+        if not got:              # nothing at all: every remaining program fails alike
+            for k in todo:
+                results[k] = BatchRun(scenarios[k], None, failure="the batch boot produced "
+                                      "nothing (see build/failed/)")
+            break
+        done = {todo[j]: r for j, r in got.items()}
+        results.update(done)
+        todo = [k for k in todo if k not in done]
+    return [results[k] for k in range(len(scenarios))]

@@ -13,6 +13,20 @@ second serial port (ttyS1), gzip'ed and base64-encoded, between ``BEGIN_MARK`` a
 ``RMAPWALK-EXIT status=N`` on the console and reboots (``-no-reboot`` makes QEMU exit;
 the tinyconfig kernel's ACPI cannot power off).  ksmd is left at ``run=0`` except
 inside ``ksm_merge`` steps (the replayer's business), so nothing merges between steps.
+
+Batch boots (:func:`batch_initramfs`, ``rmapwalk fuzz``): the second archive holds
+``/batch/count`` and ``/batch/0.txt`` .. ``/batch/<n-1>.txt`` instead of ``/program.txt``, and
+/init runs the programs one after the other.  Before each it resets what a program leaves
+behind: it waits until every replayer process has exited (not a zombie being torn down),
+unmerges everything KSM holds (``run=2``: mm/ksm.c ``unmerge_and_remove_all_rmap_items``
+frees every rmap_item and stable node and sets ``full_scans`` back to 0), puts
+``sleep_millisecs`` back to its default (which wakes ksmd from a long sleep left by the last
+``ksm_merge``), stops ksmd (``run=0``), unmounts the replayer's tmpfs, and clears the ring
+buffer.  Then it traces the program as a single boot does and streams its trace on ttyS1
+after a ``PROGRAM_MARK k`` line, the usual ``BEGIN_MARK`` .. ``END_MARK`` block following;
+the console gets ``RMAPWALK-PROGRAM-BEGIN k`` and ``RMAPWALK-PROGRAM-END k status=N``
+around the replayer's output (the replayer may fail: a refused step is a result, not a
+failure of the batch).  The batch ends with ``RMAPWALK-EXIT status=0``.
 """
 from __future__ import annotations
 
@@ -35,6 +49,9 @@ END_MARK = "@@RMAPWALK-TRACE-END@@"
 EXIT_MARK = "RMAPWALK-EXIT status="
 ENCODING = "gzip+base64"         # how /init sends the trace text on ttyS1
 PROBE_OK = "RMAPWALK-PROBE-OK"
+PROGRAM_MARK = "@@RMAPWALK-PROGRAM@@"       # ttyS1, batch: the next trace block is program k
+PROGRAM_BEGIN = "RMAPWALK-PROGRAM-BEGIN"    # console, batch: "... k"
+PROGRAM_END = "RMAPWALK-PROGRAM-END"        # console, batch: "... k status=N"
 # per-CPU ring buffer; a 20,000-page sweep writes about 8 MB of events and markers
 BUFFER_SIZE_KB = 98304
 
@@ -60,6 +77,49 @@ echo 0 > $T/tracing_on
 echo {BUFFER_SIZE_KB} > $T/buffer_size_kb || fail "cannot set buffer_size_kb"
 echo 0 > $T/events/enable
 echo 1 > $T/events/rmap/rmap_walk/enable || fail "cannot enable rmap/rmap_walk"
+if [ -f /batch/count ]; then
+  K=/sys/kernel/mm/ksm
+  n=$(cat /batch/count)
+  k=0
+  while [ $k -lt $n ]; do
+    # reset: the last program's processes gone, KSM unmerged and stopped, its tmpfs gone
+    i=0
+    while [ $i -lt 400 ]; do
+      busy=0
+      for st in /proc/[0-9]*/stat; do
+        read -r pid comm state rest < $st 2>/dev/null || continue
+        [ "$comm" = "(replayer)" ] && [ "$state" != Z ] && busy=1
+      done
+      [ $busy = 0 ] && break
+      sleep 0.05
+      i=$((i + 1))
+    done
+    [ $busy = 0 ] || fail "program $k: replayer processes of the last program still alive"
+    echo 2 > $K/run || fail "program $k: cannot unmerge KSM (run=2)"
+    echo 20 > $K/sleep_millisecs
+    echo 0 > $K/run
+    while umount /run/rmapwalk 2>/dev/null; do :; done
+    rm -rf /run/rmapwalk
+    echo "{PROGRAM_BEGIN} $k ksm_pages_shared=$(cat $K/pages_shared) full_scans=$(cat $K/full_scans)"
+    echo > $T/trace
+    echo 1 > $T/tracing_on
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    /replayer /batch/$k.txt
+    status=$?
+    echo 0 > $T/tracing_on
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    echo "RMAPWALK-REPLAYED seconds=$t0..$t1"
+    cat $T/trace > /tmp/trace.txt
+    lines=$(wc -l < /tmp/trace.txt)
+    {{ echo "{PROGRAM_MARK} $k"; echo "{BEGIN_MARK} {ENCODING}"; gzip -c /tmp/trace.txt | base64; echo "{END_MARK} lines=$lines"; }} > /dev/ttyS1
+    rm -f /tmp/trace.txt
+    echo "{PROGRAM_END} $k status=$status"
+    k=$((k + 1))
+  done
+  echo "{EXIT_MARK}0"
+  reboot -f
+  sleep 10
+fi
 echo > $T/trace
 echo 1 > $T/tracing_on
 t0=$(cut -d' ' -f1 /proc/uptime)
@@ -155,6 +215,39 @@ def base_initramfs() -> Path:
 def program_initramfs(program: str) -> bytes:
     """The per-run archive: just ``/program.txt``."""
     return cpio_archive([("program.txt", stat.S_IFREG | 0o644, program.encode())])
+
+
+def batch_initramfs(programs: list[str]) -> bytes:
+    """The per-boot archive of a batch: ``/batch/count`` and ``/batch/<k>.txt``."""
+    entries = [("batch", stat.S_IFDIR | 0o755, b""),
+               ("batch/count", stat.S_IFREG | 0o644, f"{len(programs)}\n".encode())]
+    entries += [(f"batch/{k}.txt", stat.S_IFREG | 0o644, p.encode())
+                for k, p in enumerate(programs)]
+    return cpio_archive(entries)
+
+
+def batch_initramfs_for(programs: list[str], dest: Path) -> Path:
+    """Write base + batch archives, concatenated, to ``dest`` (the QEMU -initrd)."""
+    dest.write_bytes(base_initramfs().read_bytes() + batch_initramfs(programs))
+    return dest
+
+
+def split_batch(raw_trace: str, console: str) -> dict[int, tuple[str, str, int | None]]:
+    """A batch boot's ttyS1 stream and console, per program: ``k -> (trace, console,
+    status)``; ``trace`` decoded like :func:`decode_stream`, ``status`` the replayer's exit
+    status (None if the console never said: the boot ended inside that program)."""
+    import re
+    out: dict[int, tuple[str, str, int | None]] = {}
+    chunks = re.split(r"^" + re.escape(PROGRAM_MARK) + r" (\d+)[ \t]*\r?$", raw_trace,
+                      flags=re.M)
+    traces = {int(chunks[i]): chunks[i + 1] for i in range(1, len(chunks) - 1, 2)}
+    for m in re.finditer(r"^" + re.escape(PROGRAM_BEGIN) + r" (\d+)\b.*?(?=^"
+                         + re.escape(PROGRAM_BEGIN) + r" |\Z)", console, flags=re.M | re.S):
+        k = int(m.group(1))
+        part = m.group(0)
+        st = re.search(r"^" + re.escape(PROGRAM_END) + rf" {k} status=(\d+)", part, flags=re.M)
+        out[k] = (decode_stream(traces.get(k, "")), part, int(st.group(1)) if st else None)
+    return out
 
 
 def initramfs_for(program: str, dest: Path) -> Path:

@@ -8,10 +8,16 @@ The text is what /init streamed on ttyS1: a ``BEGIN_MARK`` line, the contents of
     rmapwalk page step=S kind=migrate|idle region=R page=N proc=P
     rmapwalk outcome step=S kind=K region=R page=N proc=P result=... [errno=E] [from=A to=B] [pfn=X]
     rmapwalk done scenario=NAME steps=N
-    rmapwalk error step=S
+    rmapwalk error step=S errno=E
+
 
 (``R`` percent-encoded; ``result`` is ``moved``, ``stayed``, ``not-migrated`` (move_pages
-gave up after migrate_pages' retries), ``error`` with ``errno``, or ``ok`` for idle).  The rmap_walk event payload (one per rmap_walk() call) is::
+gave up after migrate_pages' retries), ``error`` with ``errno``, or ``ok`` for idle).
+``error`` ends a run the replayer stopped: step ``S`` failed with ``E``, the errno name of
+the failed system call (``ENOMEM``, ``EFAULT``, ...), ``SIGSEGV``/``SIGBUS`` for a faulting
+write, ``died`` or ``none`` otherwise (older replayers wrote no ``errno``).  :func:`parse`
+raises on it unless ``allow_error``: then :attr:`Trace.error` holds ``{step, errno}`` and the
+walks before it are kept (``rmapwalk fuzz`` compares refusals).  The rmap_walk event payload (one per rmap_walk() call) is::
 
     folio=%p pfn=%#lx index=%#lx rwc=%p rmap_one=%ps type=%s locked=%d duration_ns=%llu
     iterations=%lu skip_addr=%lu skip_mm=%lu rmap_one_calls=%lu
@@ -61,6 +67,7 @@ class Trace:
     outside: collections.Counter            # reason -> walks not inside a page window
     events: int = 0                         # rmap_walk events in the trace
     done: bool = False                      # the replayer's final marker was seen
+    error: dict | None = None               # {step, errno}: the replayer stopped (allow_error)
 
     @property
     def outside_total(self) -> int:
@@ -87,7 +94,7 @@ def _int(path: str, lineno: int, fields: dict, key: str) -> int:
         raise TraceError(path, lineno, f"{key}={fields[key]!r} is not an integer") from None
 
 
-def parse(text: str, path: str = "<trace>") -> Trace:
+def parse(text: str, path: str = "<trace>", allow_error: bool = False) -> Trace:
     """Parse a ttyS1 trace stream; see the module docstring."""
     lines = text.replace("\r", "").split("\n")
     if lines and lines[-1] == "":
@@ -169,14 +176,18 @@ def parse(text: str, path: str = "<trace>") -> Trace:
             elif what == "done":
                 trace.done = True
             elif what == "error":
-                raise TraceError(path, lineno, f"the replayer reported an error: {payload!r}")
+                if not allow_error:
+                    raise TraceError(path, lineno, f"the replayer reported an error: {payload!r}")
+                f = _fields(path, lineno, rest, ("step",))
+                trace.error = {"step": _int(path, lineno, f, "step"),
+                               "errno": f.get("errno", "none")}
             else:
                 raise TraceError(path, lineno, f"unknown replayer marker {what!r}; expected "
                                  "step, page, outcome, done or error")
         else:
             raise TraceError(path, lineno, f"unexpected event {event!r}; only rmap_walk and "
                              "tracing_mark_write should be enabled")
-    if not trace.done:
+    if not trace.done and trace.error is None:
         raise TraceError(path, end + 1, "no 'rmapwalk done' marker: the replayer did not finish")
     return trace
 

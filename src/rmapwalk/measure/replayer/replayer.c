@@ -71,6 +71,7 @@ struct region {
 struct reply {
 	int status;		/* 0 ok, else failed */
 	char msg[480];
+	char err[24];		/* failed: errno name of the op (ENOMEM, ...), SIGSEGV, or none */
 };
 
 static struct op *ops;
@@ -86,7 +87,7 @@ static const char *ksm_dir = "/sys/kernel/mm/ksm";
 static const char *file_dir;
 static const char *idle_path = "/sys/kernel/mm/page_idle/bitmap";
 
-static int (*cmd_pipe)[2], (*rep_pipe)[2];
+static int (*cmd_pipe)[2];
 static int my_id = -1;		/* -1: the controller */
 static int marker_fd = -1;
 static int pagemap_fd = -1, pagemap_owner = -1;
@@ -95,6 +96,8 @@ static volatile int current_step;
 /* --- errors ------------------------------------------------------------------------- */
 
 static char errbuf[480];
+static int fail_errno;		/* errno when fail() was called: the failed system call's */
+static char step_err[24];	/* the failed step's errno name, for the error marker */
 
 /* Record an error message for the current step; returns -1 for the caller to pass up. */
 __attribute__((format(printf, 1, 2)))
@@ -102,6 +105,7 @@ static int fail(const char *fmt, ...)
 {
 	va_list ap;
 
+	fail_errno = errno;
 	va_start(ap, fmt);
 	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
 	va_end(ap);
@@ -128,6 +132,8 @@ static void die(const char *fmt, ...)
 	exit(2);
 }
 
+static int (*rep_pipe)[2];
+
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
 	char buf[200];
@@ -140,6 +146,16 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 		     current_step, my_id, sig, si->si_addr);
 	if (n > 0 && write(2, buf, (size_t)n) < 0)
 		_exit(4);
+	if (my_id >= 0 && rep_pipe && rep_pipe[my_id][1] >= 0) {
+		/* the step's reply, so that the error marker names the signal */
+		struct reply rep = { .status = 1 };
+
+		snprintf(rep.msg, sizeof(rep.msg), "process %d died during step %d (signal %d, "
+			 "see the message above)", my_id, current_step, sig);
+		snprintf(rep.err, sizeof(rep.err), "%s", sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+		if (write(rep_pipe[my_id][1], &rep, sizeof(rep)) < 0)
+			_exit(4);
+	}
 	_exit(3);
 }
 
@@ -721,9 +737,12 @@ static int run_step(int s)
 {
 	current_step = steps[s].index;
 	for (int i = steps[s].first_op; i < steps[s].first_op + steps[s].nops; i++) {
+		errno = 0;
 		if (run_op(&ops[i])) {
 			char msg[sizeof(errbuf)];
 
+			snprintf(step_err, sizeof(step_err), "%s",
+				 fail_errno ? errname(fail_errno) : "none");
 			snprintf(msg, sizeof(msg), "%s", errbuf);
 			fail("step %d (%s), process %d, op %s: %s", steps[s].index, steps[s].kind,
 			     my_id, op_names[ops[i].kind], msg);
@@ -753,6 +772,7 @@ static int process_loop(int id)
 		if (run_step(s)) {
 			rep.status = 1;
 			snprintf(rep.msg, sizeof(rep.msg), "%s", errbuf);
+			snprintf(rep.err, sizeof(rep.err), "%s", step_err);
 		}
 		if (write(rep_pipe[id][1], &rep, sizeof(rep)) != sizeof(rep))
 			return 5;
@@ -770,11 +790,15 @@ static int ask(int id, int s, struct reply *rep)
 		return fail("process %d is gone (write to its command pipe: %s)", id,
 			    strerror(errno));
 	n = read(rep_pipe[id][0], rep, sizeof(*rep));
-	if (n != sizeof(*rep))
+	if (n != sizeof(*rep)) {
+		snprintf(step_err, sizeof(step_err), "died");
 		return fail("process %d died during step %d (see the message above)", id,
 			    s >= 0 ? steps[s].index : -1);
-	if (rep->status)
+	}
+	if (rep->status) {
+		snprintf(step_err, sizeof(step_err), "%s", rep->err[0] ? rep->err : "none");
 		return fail("%s", rep->msg);
+	}
 	return 0;
 }
 
@@ -878,7 +902,9 @@ int main(int argc, char **argv)
 			die("pipe: %s (procs %d)", strerror(errno), nprocs);
 	if (controller()) {
 		fprintf(stderr, "rmapwalk-replayer: error: %s\n", errbuf);
-		dprintf(marker_fd, "rmapwalk error step=%d\n", current_step);
+		/* trace.py: the step that failed and its errno (docs/scenarios.md) */
+		dprintf(marker_fd, "rmapwalk error step=%d errno=%s\n", current_step,
+			step_err[0] ? step_err : "none");
 		signal(SIGTERM, SIG_IGN);
 		if (own_group)
 			kill(0, SIGTERM);
