@@ -28,7 +28,7 @@ EXECUTED := $(patsubst notebooks/%.ipynb,$(GENERATED)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(BIN)papermill --kernel python3 --log-level WARNING --no-progress-bar
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: help env book notebooks test run clean kernels traces FORCE browser vm-packages verify-data
+.PHONY: help env book notebooks test run clean kernels traces traces-plan FORCE browser vm-packages verify-data
 
 help:
 	@echo "make book    environment, notebooks (papermill) into $(GENERATED)/, book into book/_build/html"
@@ -115,9 +115,10 @@ browser:
 #          outside the checkout in $${RMAPWALK_CACHE:-~/.cache/rmapwalk}/kernels (about 8 min
 #          fresh on 2 cores per base); a base's Debian source package is installed on demand.
 #          KERNEL_BASES=6.12 builds one base only.
-# traces:  capture the declared data set (data/dataset.yaml) in QEMU into build/traces.new,
-#          resuming there after an interruption (finished runs are kept), verify it, and only
-#          then replace data/traces (a failed capture leaves data/traces alone).
+# traces:  capture the declared data set (data/dataset.yaml) in QEMU into build/traces.new
+#          through the Snakemake workflow, resuming there after an interruption (finished
+#          runs are kept), verify it, and only then replace data/traces (a failed capture
+#          leaves data/traces alone).  `make traces-plan` is its dry run.
 KERNEL_BASES ?= $$($(BIN)rmapwalk kernel list | cut -f1 | sort -u)
 VM_PACKAGES := qemu-system-x86 busybox-static bc bison flex libelf-dev libssl-dev cpio dwarves gcc make
 
@@ -132,11 +133,20 @@ vm-packages:
 kernels: $(STAMP) vm-packages
 	for b in $(KERNEL_BASES); do $(BIN)rmapwalk kernel build --base $$b --kernel all; done
 
-traces: kernels
-	$(BIN)rmapwalk dataset --out build/traces.new
+# The workflow (workflow/Snakefile): one job per run folder; CORES VMs at once; an interrupted
+# `make traces` resumes in build/traces.new without redoing finished runs.
+CORES ?= $(shell nproc 2>/dev/null || echo 1)
+SNAKEMAKE = $(BIN)snakemake -s workflow/Snakefile --cores $(CORES) --resources kernel_build=1 \
+	--config out=build/traces.new rmapwalk=$(BIN)rmapwalk
+
+traces: $(STAMP) vm-packages
+	$(SNAKEMAKE) --rerun-incomplete
 	rm -rf data/traces.old && if [ -d data/traces ]; then mv data/traces data/traces.old; fi
-	mv build/traces.new data/traces && rm -rf data/traces.old
+	mv build/traces.new data/traces && rm -rf data/traces.old build/workflow/runs/traces.new
 	@echo "traces: data/traces (commit it with its manifests)"
+
+traces-plan: $(STAMP)
+	$(SNAKEMAKE) --dry-run --quiet
 
 clean:
 	rm -rf $(GENERATED) book/_build

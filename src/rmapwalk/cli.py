@@ -1,4 +1,4 @@
-"""The command line: ``rmapwalk simulate | bench | kernel | capture | dataset | verify``.
+"""The command line: ``rmapwalk simulate | bench | kernel | capture | verify``.
 
 Exit status: 0 success, 1 a run failed, 2 bad input (scenario, parameter) with one line on
 stderr naming the file, step or option and what was expected.
@@ -77,9 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("capture", help="run a scenario in QEMU on real kernels, record walks")
     capture.add_capture_arguments(p)
     p.set_defaults(func=capture.run_capture)
-    p = sub.add_parser("dataset", help="capture the declared data set (data/dataset.yaml)")
-    capture.add_dataset_arguments(p)
-    p.set_defaults(func=capture.run_dataset)
     p = sub.add_parser("verify", help="check a data folder: manifests, places, scenarios, "
                                       "missing and extra runs")
     capture.add_verify_arguments(p)

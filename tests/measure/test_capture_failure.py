@@ -55,7 +55,7 @@ def setup(tmp_path, monkeypatch):
     image = tmp_path / "bzImage"
     image.write_bytes(b"not a kernel")
     out = tmp_path / "out"
-    args = argparse.Namespace(scenario=str(sc), kernel="baseline", base="6.12", repeat=1, out=out,
+    args = argparse.Namespace(scenario=str(sc), kernel="baseline", base="6.12", repeat=1, run=None, out=out,
                               timeout=3.0, accel="tcg", bzimage=image)
     return args, out, tmp_path / "build"
 

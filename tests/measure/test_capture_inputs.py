@@ -29,7 +29,7 @@ def args(tmp_path, monkeypatch):
     sc.write_text(SCENARIO)
     image = tmp_path / "bzImage"
     image.write_bytes(b"not a kernel")
-    return argparse.Namespace(scenario=str(sc), kernel="baseline", base="6.12", repeat=1,
+    return argparse.Namespace(scenario=str(sc), kernel="baseline", base="6.12", repeat=1, run=None,
                               out=tmp_path / "out", timeout=60.0, accel="tcg", bzimage=image)
 
 
@@ -71,3 +71,15 @@ def test_failure_folders_are_unique(tmp_path, monkeypatch):
     b = capture._keep_failure("tiny", "6.12-baseline", work, "second")
     assert a != b and (a / "reason.txt").read_text() == "first\n"
     assert (b / "reason.txt").read_text() == "second\n"
+
+
+def test_run_number_taken(args, tmp_path, monkeypatch, capsys):
+    scenarios = use_scenarios(monkeypatch, tmp_path / "scenarios")
+    (scenarios / "tiny.yaml").write_text(SCENARIO)
+    taken = write_run(args.out, "tiny", "baseline", 2)
+    args.run = 2
+    assert capture.run_capture(args) == 2
+    assert f"--run 2: {taken} exists already" in capsys.readouterr().err
+    args.run, args.repeat = 3, 2
+    assert capture.run_capture(args) == 2
+    assert "with --repeat 1" in capsys.readouterr().err

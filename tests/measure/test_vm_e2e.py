@@ -76,7 +76,7 @@ def test_capture_matches_simulation(variant, scenario_file, tmp_path):
         pytest.skip(f"no cached {variant} kernel: {why}")
     out = tmp_path / "out"
     base = kernels.load().default_base
-    args = argparse.Namespace(scenario=str(scenario_file), kernel=variant, base=base, repeat=1,
+    args = argparse.Namespace(scenario=str(scenario_file), kernel=variant, base=base, repeat=1, run=None,
                               out=out, timeout=1800.0, accel="tcg", bzimage=None)
     assert capture.run_capture(args) == 0
     sc = scenario.load(scenario_file)
@@ -109,7 +109,7 @@ def test_replayer_runs_every_step_kind_on_the_kernel(kind, tmp_path):
     path.write_text(sc_text(sc))
     out = tmp_path / "out"
     base = kernels.load().default_base
-    args = argparse.Namespace(scenario=str(path), kernel=variant, base=base, repeat=1, out=out,
+    args = argparse.Namespace(scenario=str(path), kernel=variant, base=base, repeat=1, run=None, out=out,
                               timeout=600.0, accel="tcg", bzimage=None)
     assert capture.run_capture(args) == 0, f"step kind {kind!r}: the replayer run failed"
     run = dataset.run_folder(out, sc.name, base, variant, 1)
