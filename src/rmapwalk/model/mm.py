@@ -203,16 +203,22 @@ class MmStruct:
 # --- vma_prepare / vma_complete: the interval tree side of a boundary change -------------
 
 def _prepare(vmas) -> None:
+    """mm/vma.c ``vma_prepare``: ``vmas`` is ``[vp->vma]`` or ``[vp->vma, vp->adj_next]``;
+    the anon_vma side (pre_update of vma, then adj_next), then the i_mmap removals."""
     for v in vmas:
         rmap.anon_vma_interval_tree_pre_update_vma(v)
+    for v in vmas:
         if v.vm_file is not None:
             vma_interval_tree_remove(v)
 
 
 def _complete(vmas) -> None:
-    for v in vmas:
+    """mm/vma.c ``vma_complete``: i_mmap inserts adj_next first, then vma; then the
+    anon_vma side re-inserts vma, then adj_next."""
+    for v in reversed(vmas):
         if v.vm_file is not None:
             vma_interval_tree_insert(v)
+    for v in vmas:
         rmap.anon_vma_interval_tree_post_update_vma(v)
 
 
@@ -233,9 +239,9 @@ def split_vma(mm: MmStruct, vma: VmAreaStruct, addr: int, new_below: bool) -> Vm
     else:
         new.vm_start = addr
         new.vm_pgoff += (addr - vma.vm_start) >> PAGE_SHIFT
-    new.anon_vma = None
+    # vm_area_dup() copied vma->anon_vma, so anon_vma_clone() never reuses an anon_vma here
+    # and counts the new VMA in anon_vma->num_active_vmas (mm/rmap.c anon_vma_clone).
     rmap.anon_vma_clone(new, vma)
-    new.anon_vma = vma.anon_vma
     if new.vm_file is not None:
         vma_interval_tree_insert(new)  # __vma_link_file in vma_prepare
     _prepare([vma])
@@ -249,16 +255,19 @@ def split_vma(mm: MmStruct, vma: VmAreaStruct, addr: int, new_below: bool) -> Vm
 
 
 def _is_mergeable_anon_vma(av1, av2, vma) -> bool:
-    if (av1 is None or av2 is None) and (vma is None or len(vma.anon_vma_chain) <= 1):
+    """mm/vma.c ``is_mergeable_anon_vma``: ``vma`` is the existing neighbour (prev or next)
+    or None; ``list_is_singular`` is exactly one chain (an empty list is not singular)."""
+    if (av1 is None or av2 is None) and (vma is None or len(vma.anon_vma_chain) == 1):
         return True
     return av1 is av2
 
 
-def _can_merge(a, b, flags_b) -> bool:
-    """a (lower) and b (upper, with flags ``flags_b``) can become one VMA."""
-    return (a.vm_end == b.vm_start and a.vm_flags == flags_b and a.vm_file is b.vm_file
-            and b.vm_pgoff == a.vm_pgoff + a.pages
-            and _is_mergeable_anon_vma(a.anon_vma, b.anon_vma, b))
+def _dup_anon_vma(dst, src) -> None:
+    """mm/vma.c ``dup_anon_vma``: the expanding VMA takes the shrinking one's anon_vma
+    (set before ``anon_vma_clone``, which then counts it in num_active_vmas)."""
+    if src.anon_vma is not None and dst.anon_vma is None:
+        dst.anon_vma = src.anon_vma
+        rmap.anon_vma_clone(dst, src)
 
 
 def _remove_vma(mm, vma) -> None:
@@ -275,27 +284,30 @@ def vma_modify_flags(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, flag
     [start, end) and set the flags."""
     if flags == vma.vm_flags:
         return vma
+    # VMG_VMA_STATE: the proposed VMA has vma's anon_vma and file, the new flags, and the
+    # page offset of ``start`` in vma.
     left_side, right_side = start == vma.vm_start, end == vma.vm_end
     prev, nxt = mm.find_vma_before(vma), mm.find_vma_after(vma)
-    probe = vm_area_dup(vma)
-    probe.vm_start, probe.vm_end = start, end
-    probe.vm_pgoff = vma.linear_page_index(start)
-    probe.vm_flags = flags
-    probe.anon_vma_chain = vma.anon_vma_chain
-    merge_left = left_side and prev is not None and _can_merge(prev, probe, flags) and \
-        prev.vm_flags == flags
-    merge_right = False
-    if right_side and nxt is not None and nxt.vm_start == end and nxt.vm_flags == flags \
-            and nxt.vm_file is vma.vm_file and nxt.vm_pgoff == probe.vm_pgoff + probe.pages \
-            and _is_mergeable_anon_vma(vma.anon_vma, nxt.anon_vma, vma):
-        merge_right = not merge_left or (prev.anon_vma is nxt.anon_vma
-                                         or prev.anon_vma is None or nxt.anon_vma is None)
+    pgoff = vma.linear_page_index(start)
+    pglen = (end - start) >> PAGE_SHIFT
+    # vma_merge_existing_range(): can_vma_merge_left() = prev adjacent and
+    # can_vma_merge_after(); can_vma_merge_right() = next adjacent and can_vma_merge_before(),
+    # and, when merging left too, are_anon_vmas_compatible(prev, next).
+    merge_left = (left_side and prev is not None and prev.vm_end == start
+                  and prev.vm_flags == flags and prev.vm_file is vma.vm_file
+                  and _is_mergeable_anon_vma(vma.anon_vma, prev.anon_vma, prev)
+                  and prev.vm_pgoff + prev.pages == pgoff)
+    merge_right = (right_side and nxt is not None and nxt.vm_start == end
+                   and nxt.vm_flags == flags and nxt.vm_file is vma.vm_file
+                   and _is_mergeable_anon_vma(vma.anon_vma, nxt.anon_vma, nxt)
+                   and nxt.vm_pgoff == pgoff + pglen
+                   and (not merge_left
+                        or _is_mergeable_anon_vma(prev.anon_vma, nxt.anon_vma, None)))
+    probe_pgoff = pgoff
     if merge_left or merge_right:
         delete_vma = left_side and right_side
         if merge_left and merge_right:
-            if prev.anon_vma is None and (nxt.anon_vma or vma.anon_vma):
-                rmap.anon_vma_clone(prev, nxt if nxt.anon_vma else vma)
-                prev.anon_vma = (nxt if nxt.anon_vma else vma).anon_vma
+            _dup_anon_vma(prev, nxt if nxt.anon_vma is not None else vma)
             _prepare([prev])
             _set_bounds(mm, prev, prev.vm_start, nxt.vm_end, prev.vm_pgoff)
             _complete([prev])
@@ -303,9 +315,7 @@ def vma_modify_flags(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, flag
             _remove_vma(mm, nxt)
             return prev
         if merge_left:
-            if prev.anon_vma is None and vma.anon_vma is not None:
-                rmap.anon_vma_clone(prev, vma)
-                prev.anon_vma = vma.anon_vma
+            _dup_anon_vma(prev, vma)
             adjust = None if delete_vma else vma
             _prepare([prev] + ([adjust] if adjust else []))
             # Shrink vma first so the maple-tree stand-in never holds overlapping ranges.
@@ -316,17 +326,17 @@ def vma_modify_flags(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, flag
             if delete_vma:
                 _remove_vma(mm, vma)
             return prev
-        if nxt.anon_vma is None and vma.anon_vma is not None:
-            rmap.anon_vma_clone(nxt, vma)
-            nxt.anon_vma = vma.anon_vma
-        adjust = None if delete_vma else vma
-        _prepare([nxt] + ([adjust] if adjust else []))
-        if adjust is not None:
+        _dup_anon_vma(nxt, vma)
+        # merge_right: when vma is only shrunk, vp->vma is vma and adj_next is next;
+        # when vma goes, vp->vma is next (expanded) and vma is vp->remove.
+        order = [nxt] if delete_vma else [vma, nxt]
+        _prepare(order)
+        if not delete_vma:
             _set_bounds(mm, vma, vma.vm_start, start, vma.vm_pgoff)
         else:
             vma.vm_end = vma.vm_start  # about to be removed; keep lookups sane
-        _set_bounds(mm, nxt, start, nxt.vm_end, probe.vm_pgoff)
-        _complete([nxt] + ([adjust] if adjust else []))
+        _set_bounds(mm, nxt, start, nxt.vm_end, probe_pgoff)
+        _complete(order)
         if delete_vma:
             vma.vm_end = end
             _remove_vma(mm, vma)    # still before nxt in the list: same start, lower index
@@ -410,9 +420,16 @@ def move_vma(mm: MmStruct, old_addr: int, length: int, new_addr: int, ksm=None) 
     if ksm is not None and vma.vm_flags & VM_MERGEABLE:
         ksm.unmerge_range(mm, old_addr, old_addr + length)
     new_pgoff = vma.linear_page_index(old_addr)
+    if vma.vm_file is None and vma.anon_vma is None:
+        # mm/vma.c copy_vma(): "If anonymous vma has not yet been faulted, update new pgoff
+        # to match new location, to increase its chance of merging."
+        new_pgoff = new_addr >> PAGE_SHIFT
+    # copy_vma(): vma_merge_new_range() finds no neighbour (a scenario's mremap target is a
+    # fresh region, 1 TiB from any other), so vm_area_dup() + anon_vma_clone(): the copy
+    # keeps vma->anon_vma and is counted in its num_active_vmas.
     new = VmAreaStruct(mm, new_addr, new_addr + length, new_pgoff, vma.vm_flags, vma.vm_file)
-    rmap.anon_vma_clone(new, vma)
     new.anon_vma = vma.anon_vma
+    rmap.anon_vma_clone(new, vma)
     if new.vm_file is not None:
         vma_interval_tree_insert(new)
     mm.vma_link(new)
@@ -426,8 +443,10 @@ def move_vma(mm: MmStruct, old_addr: int, length: int, new_addr: int, ksm=None) 
 
 def dup_mmap(oldmm: MmStruct, ksm=None) -> MmStruct:
     """kernel/fork.c ``dup_mmap``: copy every VMA; anonymous ones go through ``anon_vma_fork``,
-    file ones are inserted right after the parent's in i_mmap; present PTEs are shared (the
-    child maps the same folios, including KSM ones)."""
+    file ones are inserted right after the parent's in i_mmap.  Page tables are copied only
+    where mm/memory.c ``vma_needs_copy`` says so: a VMA with an anon_vma (its present PTEs are
+    shared, the child maps the same folios, including KSM ones); a MAP_SHARED file VMA has
+    none, so the child maps its file pages only when it faults them itself."""
     mm = MmStruct()
     if ksm is not None and oldmm.mmf_vm_mergeable:
         ksm.ksm_fork(mm)
@@ -438,7 +457,10 @@ def dup_mmap(oldmm: MmStruct, ksm=None) -> MmStruct:
         if tmp.vm_file is not None:
             vma_interval_tree_insert_after(tmp, mpnt)
         mm.vma_link(tmp)
-    for addr, folio in oldmm.pte.items():
+    for addr, folio in list(oldmm.pte.items()):
+        vma = oldmm.find_vma(addr)
+        if vma is None or vma.anon_vma is None:     # copy_page_range: !vma_needs_copy()
+            continue
         mm.set_pte(addr, folio)
         folio.exclusive = False   # copy_present_pte: the anon page is now shared
     return mm
