@@ -19,16 +19,34 @@ from .test_notebooks import SMALL, execute
 def test_book_builds(tmp_path):
     book = tmp_path / "book"
     shutil.copytree(paths.BOOK, book, ignore=shutil.ignore_patterns("_build", "_generated"))
+    # the patches page includes kernel-config/patches/* by a path relative to the book
+    shutil.copytree(paths.ROOT / "kernel-config", tmp_path / "kernel-config")
     (book / "_generated").mkdir()
     for name in SMALL:
         execute(name, book / "_generated", tmp_path / "cache")
-    # The front page includes what `make book` writes there (commit, data, parameters).
+    # What `make book` writes there: the appendix's build information (commit, data,
+    # parameters) and the front page's verdict, from what the claim notebook glued.
     (book / "_generated" / "build-info.md").write_text(provenance.build_info(book / "_generated"))
+    (book / "_generated" / "verdict.md").write_text(
+        provenance.verdict(book / "_generated" / "claim.ipynb"))
     jb = Path(sys.executable).with_name("jupyter-book")
     proc = subprocess.run([str(jb), "build", str(book), "-W", "-n", "--keep-going"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     html = book / "_build" / "html"
-    for page in ("intro.html", "rerun.html", "method.html", "threats.html",
+    for page in ("intro.html", "rerun.html", "method.html", "threats.html", "patches.html",
+                 "references.html",
                  *(f"_generated/{n}.html" for n in SMALL)):
         assert (html / page).exists(), page
+
+
+def test_data_archive_is_deterministic(tmp_path):
+    a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    assert provenance.archive(a) == provenance.archive(b)
+    assert a.read_bytes() == b.read_bytes()
+    import tarfile   # noqa: PLC0415
+    with tarfile.open(a) as t:
+        names = t.getnames()
+    assert "rmapwalk-data/data/dataset.yaml" in names and "rmapwalk-data/data/thread.yaml" in names
+    assert any(n.startswith("rmapwalk-data/data/traces/") and n.endswith("manifest.json") for n in names)
+    assert any(n.startswith("rmapwalk-data/data/scenarios/") for n in names)

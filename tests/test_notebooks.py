@@ -2,6 +2,7 @@
 stops a notebook with a message naming it."""
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -87,6 +88,68 @@ def source(cell) -> str:
 DEFINITION = re.compile(r"^\s*(async\s+def|def|class)\s+\w", re.M)
 
 
+# --- tables that would show nothing ------------------------------------------------------
+# Jupyter displays only a cell's *last* expression: a table expression followed by another
+# statement (e.g. `table` then `plt.close("all")`) is computed and never shown.  Calls whose
+# value is a table (or a formatted table) count as table expressions; calls made for their
+# side effect (display, glue, plt.close, ...) do not.
+TABLE_CALLS = {"show", "Markdown", "pivot_table", "head", "tail", "unstack", "to_markdown",
+               "style", "describe", "DataFrame", "set_index", "rename", "sort_values"}
+SIDE_EFFECT_CALLS = {"display", "glue", "print", "close", "savefig", "run_all", "write_text"}
+
+
+def _call_name(node) -> str:
+    f = node.func
+    return f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+
+
+def shows_a_table(stmt) -> bool:
+    """A top-level statement whose value Jupyter would display if it were the cell's last."""
+    if not isinstance(stmt, ast.Expr):
+        return False
+    v = stmt.value
+    if isinstance(v, ast.Constant):     # a docstring-like string
+        return False
+    if isinstance(v, ast.Call):
+        return _call_name(v) in TABLE_CALLS
+    return True
+
+
+def lost_tables(code: str) -> list[str]:
+    """The table expressions of a cell that are not its last statement (shown by nothing)."""
+    body = ast.parse(code).body
+    return [ast.unparse(s) for s in body[:-1] if shows_a_table(s)]
+
+
+def test_lost_table_check_sees_the_pattern():
+    assert lost_tables('table\nplt.close("all")') == ["table"]
+    assert lost_tables('T.show(t)\nplt.close("all")') == ["T.show(t)"]
+    assert lost_tables('plt.close("all")\ntable') == []
+    assert lost_tables('display(t)\nglue("x", 1, display=False)\nt') == []
+
+
+def test_no_table_is_lost():
+    """No cell of any notebook computes a table and then hides it behind another statement."""
+    for nb in NOTEBOOKS.glob("*.ipynb"):
+        for c in json.loads(nb.read_text())["cells"]:
+            if c["cell_type"] == "code":
+                lost = lost_tables(source(c))
+                assert not lost, f"{nb.name}: shows nothing for {lost} (not the cell's last statement)"
+
+
+def assert_tables_shown(path: Path) -> None:
+    """Every cell of an executed notebook whose last statement is a table expression has an
+    output: a table that rendered to nothing would fail here."""
+    for c in json.loads(path.read_text())["cells"]:
+        if c["cell_type"] != "code" or not source(c).strip():
+            continue
+        body = ast.parse(source(c)).body
+        if body and shows_a_table(body[-1]):
+            shown = [o for o in c.get("outputs", []) if o.get("output_type") in
+                     ("execute_result", "display_data") and o.get("data")]
+            assert shown, f"{path.name}: cell ending with {ast.unparse(body[-1])!r} showed nothing"
+
+
 def test_definition_check_sees_both_source_forms():
     for form in ("x = 1\ndef f():\n    pass\n", ["x = 1\n", "def f():\n", "    pass\n"],
                  ["class A:\n", "    pass\n"]):
@@ -100,6 +163,7 @@ def test_notebook_runs(name, tmp_path):
     out = execute(name, tmp_path, tmp_path / "cache")
     values = glued(out)
     assert values, f"{name}: nothing glued"
+    assert_tables_shown(out)
     if name == "skip-ratio":
         assert float(values["skip_pct"]) >= 99.9           # ci-small: 2,000 VMAs
         assert float(values["pgoff_iter"]) < float(values["base_iter"])

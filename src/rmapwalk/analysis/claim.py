@@ -670,3 +670,32 @@ def details_markdown(claims: list[Claim], level: int = 3) -> str:
                 f"- **Verdict: {c.verdict}**" + (f" — {'; '.join(reasons)}" if reasons else ""),
                 f"- **Source:** {c.source}", ""]
     return "\n".join(out)
+
+
+def anon_vma_chains(scenario: str) -> int:
+    """anon_vma_chains in the largest anon_vma once ``scenario`` has been replayed on the
+    model (baseline): the number of chains one baseline ``anon_vma_interval_tree_foreach``
+    loop over that anon_vma visits.  The tracepoint counts per walk, so the measured data
+    cannot give it; the model can (its walks agree with the kernel's, model-vs-kernel)."""
+    from .. import simulate   # noqa: PLC0415 (a replay, only when asked)
+    from . import simulation as sim   # noqa: PLC0415
+    k = simulate.replay(sim.load_scenario(scenario), BASELINE).kernel
+    sizes = {id(avc.anon_vma): len(avc.anon_vma.rb_root)
+             for mm in k.procs for vma in mm.vmas for avc in vma.anon_vma_chain}
+    return max(sizes.values(), default=0)
+
+
+def verdict_sentence(claims: list[Claim]) -> str:
+    """One sentence for the front page: how many claims hold, which hold with a difference
+    and why (the first reason), which do not hold or lack data."""
+    by = {v: [c for c in claims if c.verdict == v] for v in VERDICTS}
+    parts = [f"**{len(by[HOLDS])} of the {len(claims)} claims hold** as the series states them"]
+    if by[DIFFERENCE]:
+        parts.append("; " + "; ".join(f"*{c.label}* holds with a difference ({c.reasons()[0]})"
+                                      for c in by[DIFFERENCE]))
+    for v in (DOES_NOT_HOLD, NO_DATA):
+        if by[v]:
+            parts.append(f"; {v}: " + ", ".join(f"*{c.label}*" for c in by[v]))
+    if not by[DOES_NOT_HOLD]:
+        parts.append("; none fails")
+    return "".join(parts) + "."

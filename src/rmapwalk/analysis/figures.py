@@ -21,53 +21,69 @@ matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
 
 
 def strategy_bars(table: pd.DataFrame) -> plt.Figure:
-    """Loop iterations per walk for each strategy (log scale), split into address skips,
-    mm skips and rmap_one calls."""
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    y = np.arange(len(table))
-    left = np.zeros(len(table))
-    parts = [("rmap_one", "rmap_one (useful)", "#27ae60"), ("skip_mm", "skipped: mm check", "#f39c12"),
-             ("skip_addr", "skipped: address check", "#c0392b")]
+    """Loop iterations per walk for each strategy, and what became of them (address skips,
+    mm skips, rmap_one calls), as grouped bars on a log axis (never stacked: stacked
+    lengths do not add on a log scale).  A zero is written, not drawn."""
+    parts = [("iterations", "all iterations", "#34495e"),
+             ("skip_addr", "skipped: address check", "#c0392b"),
+             ("skip_mm", "skipped: mm check", "#f39c12"),
+             ("rmap_one", "rmap_one (useful)", "#27ae60")]
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 1.1 * len(table)))
     walks = table["walks"].to_numpy(float)
-    for key, label, color in parts:
-        width = table[key].to_numpy(float) / walks
-        ax.barh(y, width, left=left, color=color, label=label)
-        left += width
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_yticks(y, [LABELS.get(s, s) for s in table.index])
+    h = 0.8 / len(parts)
+    top = 1.0
+    for i, (key, label, color) in enumerate(parts):
+        vals = table[key].to_numpy(float) / walks
+        y = np.arange(len(table)) + (i - (len(parts) - 1) / 2) * h
+        ax.barh(y, np.where(vals > 0, vals, np.nan), height=h, color=color, label=label)
+        for yi, v in zip(y, vals):
+            ax.text(max(v, 1) * 1.1, yi, f"{v:,.0f}", va="center", fontsize=7)
+        top = max(top, float(np.nanmax(vals)) if len(vals) else 1.0)
+    ax.set_xscale("log")
+    ax.set_xlim(0.8, top * 30)
+    ax.set_yticks(np.arange(len(table)), [LABELS.get(s, s) for s in table.index], fontsize=9)
     ax.invert_yaxis()
-    ax.set_xlabel("loop iterations per walk (log scale)")
-    for yi, total in zip(y, left):
-        ax.text(total * 1.15 + 0.5, yi, f"{total:,.0f}", va="center", fontsize=9)
-    ax.set_xlim(0, left.max() * 20)
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.set_xlabel("per walk (log scale; bars of 0 are left out, their value is written)")
+    ax.legend(loc="lower right", fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
 
 
+def _useful_label(v: float) -> str:
+    """1 - skip ratio as a short percentage with two significant digits."""
+    if not np.isfinite(v):
+        return ""
+    return f"{100 * v:.2g}%"
+
+
 def sweep_heatmaps(table: pd.DataFrame, level: float = 0.999) -> plt.Figure:
-    """Two maps over (VMAs per anon_vma, forked children): the baseline skip ratio, with the
-    cells at or above ``level`` outlined, and baseline / pgoff iterations per walk."""
-    skip = table.pivot(index="children", columns="vmas", values="skip_ratio")
+    """Two maps over (VMAs per anon_vma, forked children), both on log colour scales: the
+    share of baseline iterations *not* skipped by the address check (1 - skip ratio; the
+    cells whose skip ratio reaches ``level`` outlined), and baseline / v4 iterations per
+    walk."""
+    from matplotlib.colors import LogNorm   # noqa: PLC0415
+    useful = 1 - table.pivot(index="children", columns="vmas", values="skip_ratio")
     ratio = table.pivot(index="children", columns="vmas", values="ratio")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 1.2 + 0.55 * len(skip)), sharey=True)
-    annot = skip.map(lambda v: f"{100 * v:.2f}" if v < 0.9999 else f"{100 * v:.3f}")
-    sns.heatmap(skip, ax=axes[0], cmap="rocket_r", vmin=min(0.8, float(skip.min().min())), vmax=1,
-                annot=annot, fmt="", annot_kws={"fontsize": 8}, cbar_kws={"label": "skip ratio"})
-    for (i, j), v in np.ndenumerate(skip.to_numpy()):
-        if v >= level:
+    fig, axes = plt.subplots(2, 1, figsize=(7.5, 2.4 + 1.1 * len(useful)))
+    pos = useful[useful > 0]
+    sns.heatmap(useful, ax=axes[0], cmap="rocket", norm=LogNorm(vmin=float(pos.min().min()),
+                                                                 vmax=float(pos.max().max())),
+                annot=useful.map(_useful_label), fmt="", annot_kws={"fontsize": 9},
+                cbar_kws={"label": "1 − skip ratio (log)"})
+    for (i, j), v in np.ndenumerate(useful.to_numpy()):
+        if 1 - v >= level:
             axes[0].add_patch(plt.Rectangle((j, i), 1, 1, fill=False, lw=2, ec="#2471a3"))
-    axes[0].set_title(f"baseline: share of iterations skipped (%), >= {100 * level:g}% outlined",
-                      fontsize=10)
-    sns.heatmap(np.log10(ratio), ax=axes[1], cmap="mako_r",
-                annot=ratio.map(lambda v: f"{v:,.0f}"), fmt="", annot_kws={"fontsize": 8},
-                cbar_kws={"label": "log10(baseline / pgoff)"})
-    axes[1].set_title("iterations per walk: baseline / v4 pgoff", fontsize=10)
+    axes[0].set_title(f"baseline: share of iterations not skipped; outlined: skip ratio ≥ "
+                      f"{100 * level:g}%", fontsize=10)
+    sns.heatmap(ratio, ax=axes[1], cmap="mako_r", norm=LogNorm(),
+                annot=ratio.map(lambda v: f"{v:,.0f}×"), fmt="", annot_kws={"fontsize": 9},
+                cbar_kws={"label": "baseline / v4 (log)"})
+    axes[1].set_title("iterations per walk: baseline / v4 query", fontsize=10)
     for ax in axes:
         ax.set_xlabel("VMAs per anon_vma (region pages, split by mprotect)")
-        ax.set_xticklabels([f"{int(t.get_text()):,}" for t in ax.get_xticklabels()], rotation=45)
-    axes[0].set_ylabel("forked children")
-    axes[1].set_ylabel("")
+        ax.set_xticklabels([f"{int(t.get_text()):,}" for t in ax.get_xticklabels()], rotation=0,
+                           fontsize=8)
+        ax.set_ylabel("forked children")
     fig.tight_layout()
     return fig
 

@@ -3,13 +3,26 @@
 Reads the ``manifest.json`` of every verified capture run (through :mod:`rmapwalk.dataset`:
 kernel source and version, patch sha256s, QEMU version and command line, accelerator, file
 checksums), the kernel list ``kernel-config/kernels.yaml`` with its ``git format-patch``
-files, and writes the build information the front page includes
-(``python -m rmapwalk.analysis.provenance build-info OUT.md``, run by ``make book``).
+files, and writes what ``make book`` adds to the executed notebooks:
+
+- ``build-info OUT.md [EXECUTED_DIR]``: the build information the provenance appendix
+  includes (commit, data digest, the data archive and its sha256, every notebook's parameters);
+- ``verdict OUT.md CLAIM.ipynb``: the front page's verdict (a sentence and a table), taken from
+  what the executed claim notebook glued (``verdict_sentence``, ``verdict_md``), so the front
+  page shows the claim chapter's numbers and computes nothing itself;
+- ``archive OUT.tar.gz``: the data set (``data/traces``, ``data/scenarios``,
+  ``data/dataset.yaml``, ``data/thread.yaml``) as a deterministic archive: sorted members,
+  mtime 0, owner 0, mode 0644/0755, gzip without a name or time stamp, so the same data gives
+  the same sha256.
 """
 from __future__ import annotations
 
 import datetime
+import gzip
+import hashlib
+import io
 import json
+import tarfile
 import subprocess
 import sys
 from pathlib import Path
@@ -150,21 +163,80 @@ def _parameters(nb: Path) -> list[str]:
     return [f"{k} = {v}" for k, v in found.items()]
 
 
+ARCHIVE = "rmapwalk-data.tar.gz"
+ARCHIVE_MEMBERS = ("data/dataset.yaml", "data/thread.yaml", "data/scenarios", "data/traces")
+
+
+def archive(out: Path, root: Path | None = None) -> str:
+    """Write the data set under ``root`` (default: the repository) to ``out`` as a
+    deterministic .tar.gz (see the module docstring); returns its sha256."""
+    root = Path(root or paths.ROOT)
+    files = []
+    for m in ARCHIVE_MEMBERS:
+        p = root / m
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            files += [f for f in p.rglob("*") if f.is_file()]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for f in sorted(files, key=lambda f: f.relative_to(root).as_posix()):
+            info = tarfile.TarInfo("rmapwalk-data/" + f.relative_to(root).as_posix())
+            data = f.read_bytes()
+            info.size, info.mtime, info.uid, info.gid = len(data), 0, 0, 0
+            info.uname = info.gname = ""
+            info.mode = 0o755 if f.stat().st_mode & 0o111 else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.part")
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        gz.write(buf.getvalue())
+    tmp.replace(out)
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def glued(nb: Path, name: str, mime: str = "text/markdown") -> str:
+    """What an executed notebook glued under ``name`` (myst_nb/scrapbook), as ``mime``."""
+    doc = json.loads(Path(nb).read_text())
+    for c in doc.get("cells", []):
+        for o in c.get("outputs", []):
+            book = o.get("metadata", {}).get("scrapbook", {})
+            if book.get("name") == name:
+                v = o.get("data", {}).get(book.get("mime_prefix", "") + mime)
+                if v is not None:
+                    return v if isinstance(v, str) else "".join(v)
+    raise KeyError(f"{nb}: nothing glued as {name!r} ({mime})")
+
+
+def verdict(claim_notebook: Path) -> str:
+    """The front page's verdict: the sentence and the table the executed claim notebook
+    glued."""
+    nb = Path(claim_notebook)
+    return (f"{glued(nb, 'verdict_sentence')}\n\n{glued(nb, 'verdict_md')}\n")
+
+
 def build_info(executed: Path, traces: Path | None = None) -> str:
-    """Markdown for the front page: commit, date, data set and the notebooks' parameters."""
+    """Markdown for the provenance appendix: commit, date, data set, the data archive (when
+    ``executed`` holds it) and the notebooks' parameters."""
     traces = Path(traces or paths.TRACES)
     commit = _git("rev-parse", "HEAD") or "unknown"
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     n_runs = len(run_folders(traces))
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rel = traces.relative_to(paths.ROOT) if traces.is_relative_to(paths.ROOT) else traces
+    arc = Path(executed) / ARCHIVE
     lines = ["```{admonition} How this book was built", ":class: note", "",
              f"- commit `{commit[:12]}`" + (" with uncommitted changes" if dirty else "")
              + f", built {when}",
              f"- measured data: `{rel}/`, {n_runs} capture runs"
              + (f", data digest `{data_digest(traces)}` (sha256 over every file)"
-                if n_runs else " (none yet: the measurement chapters say so)"),
-             "- notebook parameters (papermill; the defaults unless overridden):", ""]
+                if n_runs else " (none yet: the measurement chapters say so)")]
+    if arc.is_file():
+        sha = hashlib.sha256(arc.read_bytes()).hexdigest()
+        lines.append(f"- the data set as one archive: {{download}}`{ARCHIVE} <{ARCHIVE}>` "
+                     f"({arc.stat().st_size / 1e6:,.1f} MB: {', '.join(ARCHIVE_MEMBERS)}), "
+                     f"sha256 `{sha}`")
+    lines += ["- notebook parameters (papermill; the defaults unless overridden):", ""]
     for nb in sorted(Path(executed).glob("*.ipynb")):
         params = "; ".join(_parameters(nb)) or "none"
         lines.append(f"  - `{nb.stem}`: {params.replace('`', '')}")
@@ -172,15 +244,24 @@ def build_info(executed: Path, traces: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+USAGE = ("usage: python -m rmapwalk.analysis.provenance build-info OUT.md [EXECUTED_DIR]\n"
+         "       python -m rmapwalk.analysis.provenance verdict OUT.md CLAIM.ipynb\n"
+         "       python -m rmapwalk.analysis.provenance archive OUT.tar.gz")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) not in (2, 3) or argv[0] != "build-info":
-        print("usage: python -m rmapwalk.analysis.provenance build-info OUT.md [EXECUTED_DIR]",
-              file=sys.stderr)
+    cmd, args = (argv[0], argv[1:]) if argv else ("", [])
+    if cmd == "build-info" and len(args) in (1, 2):
+        out = Path(args[0])
+        out.write_text(build_info(Path(args[1]) if len(args) == 2 else out.parent))
+    elif cmd == "verdict" and len(args) == 2:
+        Path(args[0]).write_text(verdict(Path(args[1])))
+    elif cmd == "archive" and len(args) == 1:
+        print(f"{archive(Path(args[0]))}  {args[0]}")
+    else:
+        print(USAGE, file=sys.stderr)
         return 2
-    out = Path(argv[1])
-    executed = Path(argv[2]) if len(argv) == 3 else out.parent
-    out.write_text(build_info(executed))
     return 0
 
 

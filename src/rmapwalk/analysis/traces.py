@@ -367,18 +367,21 @@ def predict(r: dict, iterations: float) -> dict:
 
 def per_vmas(walks: pd.DataFrame, *, confidence: float = 0.95, resamples: int = 9999,
              seed: int = 0) -> pd.DataFrame:
-    """Per kernel and sweep size: walks, median iterations, median ns per iteration and
-    median duration (with its interval) of the sweep's walks."""
+    """Per kernel, sweep size and walk kind (``reason``; the kinds differ about twice in
+    iterations, so they are never pooled): walks, median iterations, median ns per iteration
+    and median duration (with its interval) of the sweep's walks."""
     rows = []
-    for (k, n), g in walks.groupby(["kernel", "vmas"], sort=True):
+    for (k, n, reason), g in walks.groupby(["kernel", "vmas", "reason"], sort=True):
         m = median_ci(g["duration_ns"], confidence=confidence, resamples=resamples, seed=seed)
-        rows.append({"kernel": k, "vmas": n, "walks": len(g), "runs": g["run"].nunique(),
+        rows.append({"kernel": k, "vmas": n, "reason": reason, "walks": len(g),
+                     "runs": g["run"].nunique(),
                      "iterations_median": float(g["iterations"].median()),
                      "ns_per_iteration": float((g["duration_ns"] / g["iterations"]).median()),
                      "duration_ms_median": m["median"] / 1e6, "low_ms": m["low"] / 1e6,
                      "high_ms": m["high"] / 1e6})
-    return pd.DataFrame(rows, columns=["kernel", "vmas", "walks", "runs", "iterations_median",
-                                       "ns_per_iteration", "duration_ms_median", "low_ms", "high_ms"])
+    return pd.DataFrame(rows, columns=["kernel", "vmas", "reason", "walks", "runs",
+                                       "iterations_median", "ns_per_iteration",
+                                       "duration_ms_median", "low_ms", "high_ms"])
 
 
 # --- figures (matplotlib/seaborn; the notebooks glue them and write the captions) --------
@@ -452,7 +455,7 @@ def scaling_figure(walks: pd.DataFrame, rates: dict):
         ax.scatter(g["iterations"], g["duration_ns"] / 1e6, s=14, color=KERNEL_COLORS.get(k),
                    label=k, alpha=0.8)
         r = rates.get(k)
-        if r and np.isfinite(r["ns_per_iteration"]) and k == "baseline":
+        if r and np.isfinite(r["ns_per_iteration"]):
             xs = np.geomspace(max(1, g["iterations"].min()), g["iterations"].max(), 50)
             ax.plot(xs, r["ns_per_iteration"] * xs / 1e6, color=KERNEL_COLORS.get(k), lw=1,
                     label=f"{k}: {r['ns_per_iteration']:.0f} ns/iteration")
@@ -465,34 +468,51 @@ def scaling_figure(walks: pd.DataFrame, rates: dict):
     return fig
 
 
+def sweep_useful_at(sweep: pd.DataFrame, chains: float, children: int = 0) -> float:
+    """The simulated sweep's share of baseline iterations not skipped (1 - skip ratio) at
+    ``chains`` anon_vma_chains per anon_vma, interpolated log-log along the line of
+    ``children`` forked children (nan outside the sweep)."""
+    g = sweep[sweep["children"] == children].sort_values("chains")
+    if len(g) < 2 or not g["chains"].min() <= chains <= g["chains"].max():
+        return float("nan")
+    return float(np.exp(np.interp(np.log(chains), np.log(g["chains"].to_numpy(float)),
+                                  np.log((1 - g["skip_ratio"]).to_numpy(float)))))
+
+
 def realworld_figure(sweep: pd.DataFrame, measured: pd.DataFrame, level: float,
-                     v1_iterations: float):
-    """The simulated sweep's baseline skip ratio against baseline iterations per walk (one
-    line per number of forked children), the measured baseline walks on it (one point per
-    scenario: median iterations per walk, measured skip ratio with its interval), and the
-    v1 production report.  y is 1 - skip ratio (the share of useful iterations), log."""
+                     production: tuple[float, float] | None = None):
+    """How real-worldish: the share of baseline loop iterations not skipped by the address
+    check (1 - skip ratio, log) against anon_vma_chains per anon_vma (the anon_vma's size,
+    log).  Lines: the simulated sweep (``chains`` column, one line per number of forked
+    children); squares: the measured baseline KSM walks of each captured scenario
+    (``measured``: scenario, chains = the largest anon_vma of the scenario, skip_ratio, low,
+    high); star: ``production`` = (chains, share not skipped) of the v1 report's loop."""
     import matplotlib.pyplot as plt   # noqa: PLC0415
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for c, g in sweep.groupby("children"):
-        g = g.sort_values("baseline_iterations")
-        ax.plot(g["baseline_iterations"], 1 - g["skip_ratio"], "-o", ms=3, lw=1, alpha=0.7,
-                label=f"simulated sweep, {c} children")
+        g = g.sort_values("chains")
+        ax.plot(g["chains"], 1 - g["skip_ratio"], "-o", ms=3, lw=1, alpha=0.7,
+                label=f"simulated sweep, {c} forked children")
     for _, r in measured.iterrows():
-        yerr = np.array([[max(r["high"] - r["skip_ratio"], 0)], [max(r["skip_ratio"] - r["low"], 0)]])
-        ax.errorbar(r["iterations_median"], 1 - r["skip_ratio"],
-                    yerr=None if not np.isfinite(yerr).all() else yerr, fmt="s", color="black", ms=5)
-        ax.annotate(r["scenario"], (r["iterations_median"], 1 - r["skip_ratio"]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
-    ax.plot([v1_iterations], [1 / v1_iterations], "*", color="#c0392b", ms=12,
-            label="v1 report (production)")
+        y = 1 - r["skip_ratio"]
+        err = np.array([[max(r["high"] - r["skip_ratio"], 0)], [max(r["skip_ratio"] - r["low"], 0)]])
+        ax.errorbar(r["chains"], y, yerr=err if np.isfinite(err).all() else None, fmt="s",
+                    color="black", ms=5)
+        ax.annotate(r["scenario"], (r["chains"], y), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    if measured is not None and len(measured):
+        ax.plot([], [], "s", color="black", ms=5, label="measured baseline walks (VM)")
+    if production is not None:
+        ax.plot([production[0]], [production[1]], "*", color="#c0392b", ms=13,
+                label="v1 report: one loop, production")
     ax.axhline(1 - level, color="grey", ls="--", lw=1)
     ax.annotate(f"skip ratio {100 * level:g}%", xy=(0.01, (1 - level) * 1.15), fontsize=8,
                 xycoords=("axes fraction", "data"), color="grey")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("baseline loop iterations per walk")
-    ax.set_ylabel("1 − skip ratio (share not skipped by address)")
-    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    ax.set_xlabel("anon_vma_chains per anon_vma (the anon_vma's size)")
+    ax.set_ylabel("1 − skip ratio (share not skipped)")
+    ax.legend(fontsize=7, frameon=False, loc="lower left")
     fig.tight_layout()
     return fig
 
