@@ -31,7 +31,8 @@ JB_FLAGS := -W -n --keep-going
 .PHONY: help env book notebooks test run clean kernels traces traces-plan FORCE browser vm-packages verify-data
 
 help:
-	@echo "make book    environment, notebooks (papermill) into $(GENERATED)/, book into book/_build/html"
+	@echo "make book    environment, notebooks (papermill) into $(GENERATED)/, book into book/_build/html (and its PDF when chromium is there)"
+	@echo "make pdf     the book as one PDF, book/_build/html/rmapwalk.pdf (headless Chromium)"
 	@echo "make test    environment, then pytest"
 	@echo "make run NB=skip-ratio PARAMS=\"-p vmas 10,100\"   one notebook into build/runs/ (unknown parameters refused)"
 	@echo "make clean   remove generated notebooks and the built book (not build/analysis)"
@@ -68,10 +69,30 @@ $(GENERATED)/%.ipynb: notebooks/%.ipynb $(STAMP) $(shell find src -name '*.py') 
 verify-data: $(STAMP)
 	$(BIN)rmapwalk verify data/traces
 
-# The front page's "how this book was built" (commit, data digest, parameters): rewritten
-# on every build, since the commit can change without any prerequisite changing.
-$(GENERATED)/build-info.md: $(EXECUTED) FORCE
+# What `make book` adds to the executed notebooks (rmapwalk.analysis.provenance):
+# - the data set as one deterministic archive, downloadable from the provenance appendix;
+# - the appendix's "how this book was built" (commit, data digest, the archive's sha256,
+#   parameters), rewritten on every build since the commit can change without any
+#   prerequisite changing;
+# - the front page's verdict, taken from what the executed claim notebook glued.
+.PHONY: pdf book-config
+ARCHIVE := $(GENERATED)/rmapwalk-data.tar.gz
+$(ARCHIVE): $(DATA_FILES) $(STAMP) | $(GENERATED)
+	$(BIN)python -m rmapwalk.analysis.provenance archive $@
+
+$(GENERATED)/build-info.md: $(EXECUTED) $(ARCHIVE) FORCE
 	$(BIN)python -m rmapwalk.analysis.provenance build-info $@ $(GENERATED)
+
+$(GENERATED)/verdict.md: $(GENERATED)/claim.ipynb
+	$(BIN)python -m rmapwalk.analysis.provenance verdict $@ $<
+
+# The repository button's URL: REPO_URL=https://... , by default the git remote `origin` (if
+# any); with one, the book is built from a copy of _config.yml that carries it.
+REPO_URL ?= $(shell git remote get-url origin 2>/dev/null | sed -E 's|^git@([^:]+):|https://\1/|; s|\.git$$||')
+BOOK_CONFIG := $(if $(strip $(REPO_URL)),--config $(GENERATED)/_config.yml,)
+book-config: | $(GENERATED)
+	@if [ -n "$(strip $(REPO_URL))" ]; then \
+	  sed 's|^\(  url: \).*# REPO_URL$$|\1$(REPO_URL)  # REPO_URL|' book/_config.yml > $(GENERATED)/_config.yml; fi
 
 FORCE:
 
@@ -80,9 +101,24 @@ $(GENERATED):
 
 notebooks: $(EXECUTED)
 
-book: $(EXECUTED) $(GENERATED)/build-info.md
-	$(BIN)jupyter-book build book/ $(JB_FLAGS)
+book: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
+	$(BIN)jupyter-book build book/ $(JB_FLAGS) $(BOOK_CONFIG)
 	@echo "book: book/_build/html/index.html"
+	@if command -v chromium >/dev/null; then $(MAKE) --no-print-directory pdf; \
+	else echo "book: no chromium, no PDF (make browser installs it as root)"; fi
+
+# The PDF: the book as one HTML page (singlehtml), printed by headless Chromium (page numbers
+# in its footer), into the HTML site, where the front page links it.
+PDF := book/_build/html/rmapwalk.pdf
+pdf: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
+	$(BIN)jupyter-book build book/ --builder singlehtml $(JB_FLAGS) $(BOOK_CONFIG)
+	mkdir -p $(dir $(PDF))
+	timeout 300 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
+	  --no-first-run --disable-background-networking --run-all-compositor-stages-before-draw \
+	  --virtual-time-budget=20000 --print-to-pdf=$(PDF).part \
+	  file://$(CURDIR)/book/_build/singlehtml/index.html 2>/dev/null
+	mv $(PDF).part $(PDF)
+	@echo "pdf: $(PDF)"
 
 # --- one rerun with other parameters ---------------------------------------------------
 # Unknown parameter names are refused before anything runs; the output is
