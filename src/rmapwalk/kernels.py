@@ -6,6 +6,12 @@ walks (baseline -> ``baseline``, patched -> ``pgoff``, naive -> ``naive``).  The
 a run under ``<scenario>/<base>/<variant>/``; the analysis, the command line, the Makefile
 (``rmapwalk kernel list``) and the tests all read the names from here.  This module only reads
 the list; building is :mod:`rmapwalk.measure.kernel`.
+
+A variant with ``capture: false`` is *build-only* (``merged-notrace``, ``baseline-notrace``:
+no tracepoint, built for their struct layout, text size and the selftests).  It is in
+:attr:`KernelList.variants` and :meth:`KernelList.builds`, but not in :meth:`KernelList.kernels`
+(the kernels of the comparison, which the capture and the data set use) nor in :func:`variants`;
+:meth:`KernelList.patches` refuses it unless asked for a build (``build=True``).
 """
 from __future__ import annotations
 
@@ -40,6 +46,8 @@ class Variant:
     name: str
     strategy: str
     summary: str
+    capture: bool = True        # False: build-only, never captured nor in the data set
+    tracepoint: bool = True     # False: no rmap:rmap_walk tracepoint in its series
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,16 +69,32 @@ class KernelList:
                                   f"have {', '.join(self.variants)}")
         return self.variants[name]
 
-    def patches(self, base: str, variant: str) -> list[Path]:
+    def patches(self, base: str, variant: str, *, build: bool = False) -> list[Path]:
+        """The variant's patch files on ``base``, in order.  A build-only variant
+        (``capture: false``) is refused unless ``build``: it cannot be captured."""
         b = self.base(base)
-        self.variant(variant)
+        if not self.variant(variant).capture and not build:
+            raise KernelListError(f"{self.path}: variant {variant!r} is build-only "
+                                  f"(capture: false, no tracepoint): it is built and measured "
+                                  f"by `rmapwalk kernel report`, never captured; captured "
+                                  f"variants: {', '.join(self.captured)}")
         if variant not in b.series:
             raise KernelListError(f"{self.path}: base {base!r} has no series for variant "
                                   f"{variant!r}")
         return [b.patch_dir / p for p in b.series[variant]]
 
+    @property
+    def captured(self) -> tuple[str, ...]:
+        """The variants that are captured (all but the build-only ones)."""
+        return tuple(v.name for v in self.variants.values() if v.capture)
+
     def kernels(self) -> list[tuple[str, str]]:
-        """Every (base, variant) pair that has a series."""
+        """Every captured (base, variant) pair that has a series: the kernels of the
+        comparison, which the capture and the data set use."""
+        return [(b, v) for b, v in self.builds() if self.variants[v].capture]
+
+    def builds(self) -> list[tuple[str, str]]:
+        """Every (base, variant) pair that has a series, build-only variants included."""
         return [(b.name, v) for b in self.bases.values() for v in self.variants if v in b.series]
 
     def strategy(self, variant: str) -> str:
@@ -105,8 +129,13 @@ def parse(path: Path) -> KernelList:
     for name, v in (doc["variants"] or {}).items():
         if not NAME_RE.match(str(name)) or not isinstance(v, dict) or "strategy" not in v:
             raise _fail(path, f"variant {name!r}: expected a name and a mapping with 'strategy'")
+        flags = {}
+        for flag in ("capture", "tracepoint"):
+            if not isinstance(v.get(flag, True), bool):
+                raise _fail(path, f"variant {name!r}: {flag} must be true or false")
+            flags[flag] = v.get(flag, True)
         variants[str(name)] = Variant(str(name), str(v["strategy"]), " ".join(
-            str(v.get("summary", "")).split()))
+            str(v.get("summary", "")).split()), **flags)
     bases = {}
     for name, b in (doc["bases"] or {}).items():
         name = str(name)
@@ -147,7 +176,8 @@ def load(path: str | Path | None = None) -> KernelList:
 
 
 def variants() -> tuple[str, ...]:
-    return tuple(load().variants)
+    """The captured variants (build-only ones left out)."""
+    return load().captured
 
 
 def strategy_of() -> dict[str, str]:

@@ -73,6 +73,23 @@ class KernelArtifact:
         p = self.directory / "vmlinux"
         return p if p.exists() else None
 
+    def object(self, rel: str) -> Path | None:
+        """A kept object file of the build (``mm/rmap.o``, ``mm/ksm.o``), if kept."""
+        p = self.directory / "objects" / rel
+        return p if p.is_file() else None
+
+
+# Object files kept in each cache entry (under objects/), for `rmapwalk kernel report`:
+# the variants of a base share one O= directory, so the next build overwrites them.
+KEPT_OBJECTS = ("mm/rmap.o", "mm/ksm.o")
+
+
+def _keep_objects(build_dir: Path, dest: Path) -> None:
+    for rel in KEPT_OBJECTS:
+        if (build_dir / rel).is_file():
+            (dest / "objects" / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(build_dir / rel, dest / "objects" / rel)
+
 
 @dataclasses.dataclass(frozen=True)
 class Source:
@@ -159,7 +176,7 @@ def cache_key(source_version: str, patches: list[tuple[str, bytes]], fragment: b
 def kernel_inputs(base: str, variant: str) -> tuple[list[tuple[str, bytes]], bytes]:
     """The variant's patches on ``base`` (name, bytes) in order, and the fragment."""
     try:
-        files = kernel_list.load().patches(base, variant)
+        files = kernel_list.load().patches(base, variant, build=True)
     except kernel_list.KernelListError as e:
         raise KernelBuildError(str(e)) from None
     return [(p.name, p.read_bytes()) for p in files], FRAGMENT.read_bytes()
@@ -386,6 +403,7 @@ def _build(base: str, name: str, key: str, source: Source, patches: list[tuple[s
             if (build_dir / "vmlinux").exists():
                 shutil.copy2(build_dir / "vmlinux", tmp / "vmlinux")
             _pahole(build_dir, tree, tmp / "ksm_rmap_item.pahole.txt", log)
+            _keep_objects(build_dir, tmp)
         cc = subprocess.run(["gcc", "--version"], capture_output=True, text=True)
         provenance = {
             "name": name,
@@ -466,6 +484,44 @@ def kernel_image(name: str, *, base: str | None = None, build: bool = True,
         return _build(base, name, key, src, patches, fragment, jobs or os.cpu_count() or 1)
 
 
+def ensure_objects(art: KernelArtifact, *, source: str | None = None,
+                   jobs: int | None = None) -> KernelArtifact:
+    """Add the kept objects (KEPT_OBJECTS) to a cache entry built before they were kept:
+    under the build lock, bring the shared tree to the entry's series and make just those
+    objects in the shared build directory (same source, fragment and .config: the same
+    inputs as the entry's own build).  The entry's bzImage, vmlinux and build.json are left
+    alone; ``objects/objects.json`` says the objects were made afterwards."""
+    if all(art.object(rel) for rel in KEPT_OBJECTS):
+        return art
+    base, name = art.provenance.get("base"), art.provenance["variant"]
+    patches, fragment = kernel_inputs(base, name)
+    if [_sha256(d) for _, d in patches] != [p["sha256"] for p in art.provenance["patches"]]:
+        raise KernelBuildError(f"{art.directory}: its patches are no longer kernels.yaml's "
+                               f"{base}/{name}; rebuild it (--force)")
+    src = find_source(source, base=base)
+    with open(kernels_dir() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        tree = _unpacked_tree(src)
+        _switch_series(tree, patches, kernel_list.load().base(base).patch_dir)
+        build_dir = kernels_dir() / "build" / src.ident
+        config = (art.directory / ".config").read_text()
+        if not (build_dir / ".config").is_file() or \
+                (build_dir / ".config").read_text() != config:
+            (build_dir / ".config").parent.mkdir(parents=True, exist_ok=True)
+            (build_dir / ".config").write_text(config)
+        with open(art.directory / "objects.log", "w") as log:
+            _run(["make", f"O={build_dir}", f"-j{jobs or os.cpu_count() or 1}",
+                  *KEPT_OBJECTS], tree, log)
+            if not (art.directory / "ksm_rmap_item.pahole.txt").exists():
+                _pahole(build_dir, tree, art.directory / "ksm_rmap_item.pahole.txt", log)
+        _keep_objects(build_dir, art.directory)
+        (art.directory / "objects" / "objects.json").write_text(json.dumps({
+            "made_after_the_build": True,
+            "made_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "objects": list(KEPT_OBJECTS)}, indent=2) + "\n")
+    return art
+
+
 # --- command line ------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -478,22 +534,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--base", choices=tuple(kl.bases), default=kl.default_base,
                        help=f"kernel source base (default {kl.default_base})")
         p.add_argument("--kernel", choices=(*kl.variants, "all"), default="all",
-                       help="which variant (default: all, one after the other)")
+                       help="which variant (default: all of the base, build-only ones "
+                       "included, one after the other)")
         p.add_argument("--source", help="kernel tree or tarball (default: $KERNEL_SRC, "
                        "else the base's Debian package)")
     b.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="make -j (default: number of CPUs)")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
-    sub.add_parser("list", help="print every base and variant of kernel-config/kernels.yaml")
+    sub.add_parser("list", help="print every base and variant of kernel-config/kernels.yaml: "
+                   "base, variant, model strategy, package, capture|build-only")
+    from . import matrix
+    matrix.add_arguments(sub)
+    from . import selftests
+    selftests.add_arguments(sub)
 
 
 def run(args) -> int:
     kl = kernel_list.load()
     if args.kernel_command == "list":
-        for base, variant in kl.kernels():
-            print(f"{base}\t{variant}\t{kl.strategy(variant)}\t{kl.base(base).package}")
+        for base, variant in kl.builds():
+            role = "capture" if kl.variants[variant].capture else "build-only"
+            print(f"{base}\t{variant}\t{kl.strategy(variant)}\t{kl.base(base).package}\t{role}")
         return 0
-    names = tuple(v for b, v in kl.kernels() if b == args.base) if args.kernel == "all" \
+    if args.kernel_command == "report":
+        from . import matrix
+        return matrix.run(args)
+    if args.kernel_command == "selftests":
+        from . import selftests
+        return selftests.run(args)
+    names = tuple(v for b, v in kl.builds() if b == args.base) if args.kernel == "all" \
         else (args.kernel,)
     try:
         for name in names:
