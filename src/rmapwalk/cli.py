@@ -77,10 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("capture", help="run a scenario in QEMU on real kernels, record walks")
     capture.add_capture_arguments(p)
     p.set_defaults(func=capture.run_capture)
+    from .fuzz import run as fuzz
+    p = sub.add_parser("fuzz", help="random histories on the model and the real kernels, "
+                                    "compared walk by walk; disagreements minimized")
+    fuzz.add_arguments(p)
+    p.set_defaults(func=fuzz.run)
     p = sub.add_parser("verify", help="check a data folder: manifests, places, scenarios, "
                                       "missing and extra runs")
     capture.add_verify_arguments(p)
     p.set_defaults(func=capture.run_verify)
+    from .measure import programs
+    p = sub.add_parser("programs", help="KSM rmap walks of real programs in QEMU (issue 11)")
+    programs.add_arguments(p)
 
     args = parser.parse_args(argv)
     try:

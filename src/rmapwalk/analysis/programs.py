@@ -1,0 +1,289 @@
+"""Real programs: the KSM rmap walks of javac, python3 -m compileall and nginx (issue 11).
+
+Reads the run folders of ``data/programs/<workload>/<base>/<variant>/run-<k>/`` (written by
+``rmapwalk programs capture``) only through :func:`rmapwalk.dataset.runs` with the workload
+files ``data/workloads/*.yaml`` as the committed "scenarios", so a run whose files, manifest
+or workload text changed is refused, naming the file.
+
+What a run's tables say (see :mod:`rmapwalk.measure.programs`): ``events.csv`` has every
+``rmap:rmap_walk`` event with the trace line's task and the trigger it fell in (``op``
+migrate or idle, target pid and comm); a *KSM walk* here is an event with ``page_type`` ksm
+inside a trigger.  Its counters are summed over the KSM page's rmap_items and both passes of
+``rmap_walk_ksm`` (own mm, then forks): the tracepoint has no per-rmap_item or per-anon_vma
+counter, so the size of one anon_vma is only *estimated*, as
+``iterations / (2 * rmap_one)`` on walks that run both passes to the end (``migrate_remap``
+and ``idle``; ``migrate_unmap`` stops once the folio is unmapped) of the baseline kernel,
+whose query covers the whole tree: the anon_vma_chains visited per mapping found.  Exact for
+a page whose mappings are all in the rmap_items' own mm; with forked children (nginx
+workers, Python's pool), ``rmap_one`` also counts the children's mappings and the estimate is
+low.
+
+The skip ratio is the project's (``rmapwalk.analysis.simulation.summarize``): address skips /
+iterations.  Durations are TCG time (emulated): compare kernels, not with the thread's ms.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rmapwalk import dataset, paths
+
+PROGRAMS = paths.DATA / "programs"
+WORKLOADS = paths.DATA / "workloads"
+KERNELS = ("baseline", "patched", "naive")
+FULL_WALKS = ("migrate_remap", "idle")      # walks that run both passes over every rmap_item
+
+
+def load(root: str | Path = PROGRAMS, workloads: str | Path = WORKLOADS, *,
+         include_unverified: bool = False) -> dict[str, pd.DataFrame]:
+    """The verified runs as tables: ``runs`` (one row per run, with the manifest's summary),
+    ``events`` (every rmap_walk event), ``triggers``, ``processes`` (the frozen tree with its
+    VMA survey and ksm_stat).  Every table carries workload, base, kernel, run."""
+    found = dataset.runs(Path(root), scenarios=Path(workloads), plan=None,
+                         include_unverified=include_unverified)
+    runs, events, triggers, procs = [], [], [], []
+    for r in found:
+        key = {"workload": r.scenario, "base": r.base, "kernel": r.variant, "run": r.run}
+        man = dataset.read_manifest(r.folder)
+        s = man.get("summary") or {}
+        wl = man.get("workload") or {}
+        runs.append({**key, "folder": str(r.folder), "verified": r.verified,
+                     "packages": ", ".join(f"{p} {v}" for p, v in
+                                           sorted((wl.get("debian_packages") or {}).items())),
+                     "command": " ".join(wl.get("command") or []),
+                     "pgmigrate_success": s.get("pgmigrate_success"),
+                     "pgmigrate_fail": s.get("pgmigrate_fail"),
+                     "not_migrated": s.get("migrate_not_migrated"),
+                     "host_seconds": (man.get("timing") or {}).get("host_wall_seconds"),
+                     "ksm_pages_shared": (s.get("ksm_before") or {}).get("pages_shared"),
+                     "ksm_pages_sharing": (s.get("ksm_before") or {}).get("pages_sharing")})
+        e = pd.read_csv(r.folder / "events.csv", keep_default_na=False)
+        events.append(e.assign(**key))
+        t = pd.read_csv(r.folder / "triggers.csv", keep_default_na=False)
+        triggers.append(t.assign(**key))
+        for p in s.get("processes") or []:
+            ks = p.get("ksm_stat") or {}
+            procs.append({**key, "pid": p["pid"], "ppid": p["ppid"], "comm": p["comm"],
+                          "vmas": p["vmas"], "anon_vmas": p["anon_vmas"],
+                          "prot_runs": p["prot_runs"], "vmas_in_prot_runs": p["vmas_in_prot_runs"],
+                          "longest_prot_run": p["longest_prot_run"],
+                          "ksm_rmap_items": ks.get("ksm_rmap_items"),
+                          "ksm_merging_pages": ks.get("ksm_merging_pages"),
+                          "ksm_zero_pages": ks.get("ksm_zero_pages"),
+                          "pages_node0_before": (p.get("numa_before") or {}).get("N0", 0),
+                          "pages_node1_after": (p.get("numa_after") or {}).get("N1", 0)})
+    if not runs:
+        raise dataset.DataIntegrityError([f"{root}: no runs of real programs"])
+    ev = pd.concat(events, ignore_index=True)
+    for c in ("iterations", "skip_addr", "skip_mm", "rmap_one", "duration_ns"):
+        ev[c] = pd.to_numeric(ev[c])
+    return {"runs": pd.DataFrame(runs), "events": ev,
+            "triggers": pd.concat(triggers, ignore_index=True), "processes": pd.DataFrame(procs)}
+
+
+def ksm_walks(events: pd.DataFrame) -> pd.DataFrame:
+    """The KSM walks the triggers made (events of page_type ksm inside a trigger)."""
+    inside = events["op"].astype(str) != ""
+    return events[inside & (events["page_type"] == "ksm")]
+
+
+def _order(df: pd.DataFrame) -> pd.DataFrame:
+    kern = {k: i for i, k in enumerate(KERNELS)}
+    return df.sort_values(["workload", "kernel"], key=lambda s: s.map(kern) if s.name == "kernel"
+                          else s).reset_index(drop=True)
+
+
+def table(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per workload and kernel: runs, KSM walks per run, median and max iterations per KSM
+    walk, skip ratio, mm skips, TCG ms of KSM walks per run, pages migrated (vmstat
+    pgmigrate_success) and not migrated (migrate_pages' return) per run, and all walks."""
+    ksm = ksm_walks(data["events"])
+    inside = data["events"][data["events"]["op"].astype(str) != ""]
+    rows = []
+    for (w, k), runs in data["runs"].groupby(["workload", "kernel"]):
+        kw = ksm[(ksm["workload"] == w) & (ksm["kernel"] == k)]
+        n = len(runs)
+        it = int(kw["iterations"].sum())
+        alls = inside[(inside["workload"] == w) & (inside["kernel"] == k)]
+        rows.append({
+            "workload": w, "kernel": k, "runs": n,
+            "ksm_walks": len(kw) / n,
+            "iter_median": float(kw["iterations"].median()) if len(kw) else np.nan,
+            "iter_p99": float(kw["iterations"].quantile(0.99)) if len(kw) else np.nan,
+            "iter_max": int(kw["iterations"].max()) if len(kw) else 0,
+            "iter_mean": it / len(kw) if len(kw) else np.nan,
+            "skip_ratio": int(kw["skip_addr"].sum()) / it if it else np.nan,
+            "mm_skip_ratio": int(kw["skip_mm"].sum()) / it if it else np.nan,
+            "ksm_ms": kw["duration_ns"].sum() / 1e6 / n,
+            "all_walks": len(alls) / n,
+            "all_ms": alls["duration_ns"].sum() / 1e6 / n,
+            "migrated": pd.to_numeric(runs["pgmigrate_success"]).mean(),
+            "not_migrated": pd.to_numeric(runs["not_migrated"]).mean(),
+            "migrate_fail": pd.to_numeric(runs["pgmigrate_fail"]).mean(),
+        })
+    return _order(pd.DataFrame(rows))
+
+
+def per_run(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per run: KSM walks, iterations, skip ratio, KSM walk ms, migrated/missed."""
+    ksm = ksm_walks(data["events"])
+    g = ksm.groupby(["workload", "kernel", "run"]).agg(
+        ksm_walks=("iterations", "size"), iterations=("iterations", "sum"),
+        skip_addr=("skip_addr", "sum"), iter_max=("iterations", "max"),
+        ksm_ns=("duration_ns", "sum")).reset_index()
+    out = data["runs"][["workload", "kernel", "run", "pgmigrate_success", "not_migrated",
+                        "host_seconds", "ksm_pages_sharing"]].merge(
+        g, on=["workload", "kernel", "run"], how="left").fillna(
+        {"ksm_walks": 0, "iterations": 0, "skip_addr": 0, "iter_max": 0, "ksm_ns": 0})
+    out["skip_ratio"] = out["skip_addr"] / out["iterations"].where(out["iterations"] > 0)
+    out["ksm_ms"] = out["ksm_ns"] / 1e6
+    return _order(out.drop(columns=["ksm_ns"]))
+
+
+def savings(tab: pd.DataFrame, before: str = "baseline", after: str = "patched") -> pd.DataFrame:
+    """Per workload: KSM walk iterations per walk and TCG ms per run on ``before`` and
+    ``after``, the fraction of KSM walk time the series removes, and the KSM walk time as a
+    share of all walk time the triggers caused on ``before`` (where the series cannot help)."""
+    rows = []
+    for w, t in tab.groupby("workload"):
+        b, a = t[t["kernel"] == before], t[t["kernel"] == after]
+        if b.empty or a.empty:
+            continue
+        b, a = b.iloc[0], a.iloc[0]
+        rows.append({"workload": w, "ksm_walks": b["ksm_walks"],
+                     f"iter_mean_{before}": b["iter_mean"], f"iter_mean_{after}": a["iter_mean"],
+                     f"ksm_ms_{before}": b["ksm_ms"], f"ksm_ms_{after}": a["ksm_ms"],
+                     "ksm_time_removed": 1 - a["ksm_ms"] / b["ksm_ms"] if b["ksm_ms"] else np.nan,
+                     "ksm_share_of_walk_time": b["ksm_ms"] / b["all_ms"] if b["all_ms"] else np.nan,
+                     "walk_time_removed": 1 - a["all_ms"] / b["all_ms"] if b["all_ms"] else np.nan})
+    return pd.DataFrame(rows)
+
+
+def anon_vma_estimate(data: dict[str, pd.DataFrame], kernel: str = "baseline") -> pd.DataFrame:
+    """Per KSM walk that ran both passes to the end on ``kernel`` (whole-tree query): the
+    anon_vma_chains visited per mapping found, ``iterations / (2 * rmap_one)`` (see the
+    module docstring), with the walk's skip ratio."""
+    k = ksm_walks(data["events"])
+    k = k[(k["kernel"] == kernel) & k["reason"].isin(FULL_WALKS) & (k["rmap_one"] > 0)].copy()
+    k["chains_per_mapping"] = k["iterations"] / (2 * k["rmap_one"])
+    k["walk_skip_ratio"] = k["skip_addr"] / k["iterations"]
+    return k[["workload", "run", "reason", "target_comm", "iterations", "rmap_one",
+              "chains_per_mapping", "walk_skip_ratio"]]
+
+
+def map_points(data: dict[str, pd.DataFrame], kernel: str = "baseline") -> pd.DataFrame:
+    """Where each workload sits on the simulated map: the median and the largest estimated
+    anon_vma (chains per mapping) of its KSM walks and its skip ratio on ``kernel``."""
+    est = anon_vma_estimate(data, kernel)
+    rows = []
+    for w, e in est.groupby("workload"):
+        rows.append({"workload": w, "walks": len(e),
+                     "chains_median": float(e["chains_per_mapping"].median()),
+                     "chains_p90": float(e["chains_per_mapping"].quantile(0.9)),
+                     "chains_max": float(e["chains_per_mapping"].max()),
+                     "skip_ratio": float((e["walk_skip_ratio"] * e["iterations"]).sum()
+                                         / e["iterations"].sum())})
+    return pd.DataFrame(rows)
+
+
+def vma_survey(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per workload and process name (first run of the baseline kernel, else any): processes,
+    VMAs, anonymous VMAs, runs of adjacent anonymous VMAs differing only in protection (one
+    mapping split by mprotect, which share one anon_vma), the longest run, and ksm_stat's
+    rmap_items and merging pages."""
+    p = data["processes"]
+    if p.empty:
+        return p
+    first = p.sort_values(["kernel", "run"], key=lambda s: s.map({"baseline": 0}).fillna(1)
+                          if s.name == "kernel" else s)
+    first = first.groupby("workload", as_index=False).head(10**9)
+    keep = first.groupby("workload")[["kernel", "run"]].first().reset_index()
+    sel = first.merge(keep, on=["workload", "kernel", "run"])
+    return sel.groupby(["workload", "comm"]).agg(
+        processes=("pid", "size"), vmas=("vmas", "max"), anon_vmas=("anon_vmas", "max"),
+        prot_runs=("prot_runs", "max"), longest_prot_run=("longest_prot_run", "max"),
+        ksm_rmap_items=("ksm_rmap_items", "sum"),
+        ksm_merging_pages=("ksm_merging_pages", "sum")).reset_index()
+
+
+def map_figure(grid: pd.DataFrame | None, points: pd.DataFrame):
+    """Skip ratio against anon_vma_chains per anon_vma: the simulated map's cells (the
+    seed-benchmark shape, ``rmapwalk.analysis.simulation.sweep``) and the real programs
+    (median estimate, bar to the largest)."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    if grid is not None and len(grid):
+        for c, g in grid.groupby("children"):
+            g = g.sort_values("chains")
+            ax.plot(g["chains"], g["skip_ratio"], marker=".", lw=1, alpha=0.7,
+                    label=f"model, {c} forked children")
+    for _, r in points.iterrows():
+        ax.errorbar([r["chains_median"]], [r["skip_ratio"]],
+                    xerr=[[0], [max(r["chains_max"] - r["chains_median"], 0)]],
+                    fmt="o", ms=8, capsize=3, label=f"{r['workload']} (measured)")
+    ax.set_xscale("log")
+    ax.set_xlabel("anon_vma_chains per anon_vma (real programs: estimated per KSM walk)")
+    ax.set_ylabel("skip ratio (address skips / iterations)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def iterations_figure(data: dict[str, pd.DataFrame]):
+    """Distribution of iterations per KSM walk, per workload and kernel (log scale)."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    k = ksm_walks(data["events"])
+    wls = sorted(k["workload"].unique())
+    fig, axes = plt.subplots(1, max(len(wls), 1), figsize=(4 * max(len(wls), 1), 3.4),
+                             squeeze=False)
+    for ax, w in zip(axes[0], wls):
+        for kern in KERNELS:
+            x = np.sort(k[(k["workload"] == w) & (k["kernel"] == kern)]["iterations"].to_numpy())
+            if len(x):
+                ax.step(np.maximum(x, 0.8), np.arange(1, len(x) + 1) / len(x), where="post",
+                        label=kern)
+        ax.set_xscale("log")
+        ax.set_title(w, fontsize=10)
+        ax.set_xlabel("iterations per KSM walk")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("fraction of walks")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def markdown(df: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
+    """A markdown table; ``formats`` maps a column to a format spec."""
+    formats = formats or {}
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            if isinstance(v, float) and np.isnan(v):
+                cells.append("–")
+            elif c in formats:
+                cells.append(format(v, formats[c]))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def closing_table(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The issue's closing table: workload x kernel, KSM walks per run, median and max
+    iterations per walk, skip ratio, pages migrated / not migrated per run, runs."""
+    t = table(data)
+    return t[["workload", "kernel", "runs", "ksm_walks", "iter_median", "iter_max",
+              "skip_ratio", "ksm_ms", "migrated", "not_migrated"]]
+
+
+def manifest_json(folder: str | Path) -> str:
+    """The manifest of one run, pretty-printed (for the page's provenance cell)."""
+    return json.dumps(dataset.read_manifest(Path(folder)), indent=1)[:4000]
