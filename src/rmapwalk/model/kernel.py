@@ -16,6 +16,7 @@ from ..contract import NOT_PRESENT
 from . import mm as mmops
 from .ksm import STRATEGIES, Ksm, StableNode, rmap_walk_ksm  # noqa: F401 (re-export)
 from .mm import ModelError  # noqa: F401 (re-export: the model's one refusal)
+from .swap import LruAddBatch
 from .rmap import (AddressSpace, AnonVmaChain, Folio, RmapWalkControl, RmapWalkStats, anon_vma_prepare,
                    rmap_walk_anon, rmap_walk_file)
 
@@ -47,7 +48,9 @@ class Kernel:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
         self.strategy = strategy
         self.fast = fast
-        self.ksm = Ksm(max_page_sharing)
+        self.lru = LruAddBatch()
+        self.ksm = Ksm(max_page_sharing, strategy)
+        self.ksm.lru = self.lru
         self.procs: list[mmops.MmStruct] = [mmops.MmStruct()]
         self.files: dict[str, AddressSpace] = {}
         self.trace: list[WalkRecord] = []
@@ -82,21 +85,31 @@ class Kernel:
             folio = vma.vm_file.pages.get(index)
             if folio is None:
                 folio = vma.vm_file.pages[index] = Folio(content, mapping=vma.vm_file, index=index)
+                self.lru.folio_add_lru(folio)   # mm/shmem.c shmem_alloc_and_add_folio
             folio.content = content
             if mm.pte.get(addr) is not folio:
                 mm.set_pte(addr, folio)
             return
         folio = mm.pte.get(addr)
-        if folio is not None and folio.stable_node is None and (
-                folio.exclusive or folio.mapcount == 1):
-            if not folio.exclusive:
-                # do_wp_page → wp_can_reuse_anon_folio → folio_move_anon_rmap
-                folio.anon_vma = vma.anon_vma
-                folio.exclusive = True
-            folio.content = content
-            return
+        if folio is not None and folio.stable_node is None:
+            if folio.exclusive:         # do_wp_page: PageAnonExclusive, reuse
+                folio.content = content
+                return
+            # mm/memory.c wp_can_reuse_anon_folio(): refcount = mapcount, plus the LRU
+            # batch's reference while the folio waits there; above 3 no reuse; else a folio
+            # not on the LRU yet makes it lru_add_drain() first; reuse if only we map it.
+            if folio.mapcount + self.lru.holds(folio) <= 3:
+                if not folio.lru:
+                    self.lru.lru_add_drain()
+                if folio.mapcount == 1:     # folio_move_anon_rmap
+                    folio.anon_vma = vma.anon_vma
+                    folio.exclusive = True
+                    folio.content = content
+                    return
         anon_vma_prepare(vma)       # do_anonymous_page / wp_page_copy
-        mm.set_pte(addr, Folio(content, anon_vma=vma.anon_vma, index=index))
+        new = Folio(content, anon_vma=vma.anon_vma, index=index)
+        mm.set_pte(addr, new)
+        self.lru.folio_add_lru(new)     # folio_add_lru_vma
 
     def mprotect(self, proc: int, start: int, end: int, prot: str) -> None:
         self.generation += 1
@@ -134,9 +147,12 @@ class Kernel:
     def mremap(self, proc: int, old: int, length: int, new: int) -> None:
         self.generation += 1
         mmops.move_vma(self.procs[proc], old, length, new, ksm=self.ksm)
+        self.lru.lru_add_drain()        # the old range is unmapped: mm/vma.c vms_clear_ptes
 
     def munmap(self, proc: int, start: int, end: int) -> None:
         self.generation += 1
+        if self.procs[proc].vmas_in(start, end):
+            self.lru.lru_add_drain()    # mm/vma.c vms_clear_ptes (nothing mapped: no-op)
         mmops.do_munmap(self.procs[proc], start, end)
 
     # --- walks -------------------------------------------------------------------------
@@ -185,6 +201,9 @@ class Kernel:
         if folio is None:
             return "error", "ENOENT"
         self.generation += 1
+        # mm/migrate.c do_pages_move(): lru_cache_disable() drains every CPU's batch, and
+        # the folio migrated (or put back) goes straight to the LRU.
+        self.lru.lru_add_drain()
         entries: set = set()
 
         def try_to_migrate_one(f, vma, address):
@@ -222,6 +241,10 @@ class Kernel:
         folio = self.procs[proc].pte.get(addr)
         if folio is None:
             return "error", NOT_PRESENT
+        if not folio.lru:
+            # mm/page_idle.c page_idle_get_folio(): !folio_test_lru -> NULL: the bit is
+            # written, but no walk (the folio still waits in the LRU batch, model/swap.py).
+            return "ok", ""
         key = (folio.id, self.generation)
         rec = self._memo.get(key)
         if rec is not None:     # nothing changed since the same walk: same counts

@@ -93,13 +93,20 @@ class StableNodeChain:
 class Ksm:
     """The KSM state: ``ksm_mm_head`` and the scan cursor, the trees, and the knobs."""
 
-    def __init__(self, max_page_sharing: int = 256):
+    def __init__(self, max_page_sharing: int = 256, strategy: str = "baseline"):
         self.max_page_sharing = max_page_sharing
+        # v4 (kernel-config/patches/0002): vm_pgoff shares its space with oldchecksum, age
+        # and remaining_skips, which rmap_item_reset_unstable() zeroes when an item leaves the
+        # stable tree; should_skip_rmap_item() leaves items still in the stable tree alone.
+        self.pgoff_union = strategy == "pgoff"
         self.mm_slots: list = []            # ksm_mm_head list, in order
         self.rmap_list: dict = {}           # mm -> its rmap_items in address order
         self.stable_tree: dict = {}         # content -> StableNode or StableNodeChain
         self.unstable_tree: dict = {}       # content -> rmap_item (this scan only)
         self.seqnr = 0                      # ksm_scan.seqnr == full_scans
+        self.lru = None                     # the LRU batch (model/swap.py), if any
+        # /sys/kernel/mm/ksm/stable_node_chains_prune_millisecs (kernel default 2000)
+        self.chain_prune_millisecs = 2000
 
     # --- joining -----------------------------------------------------------------------
     def ksm_enter(self, mm) -> None:
@@ -123,6 +130,8 @@ class Ksm:
             self._scan(kernel)
 
     def _scan(self, kernel) -> None:
+        if self.mm_slots and self.lru is not None:
+            self.lru.lru_add_drain()        # scan_get_next_rmap_item: lru_add_drain_all()
         self.unstable_tree = {}             # root_unstable_tree[nid] = RB_ROOT
         for mm in list(self.mm_slots):
             self._scan_mm(mm, kernel)
@@ -135,8 +144,12 @@ class Ksm:
         old = self.rmap_list[mm]
         new_list: list[KsmRmapItem] = []
         j = 0
+        any_mergeable = False
         for vma in list(mm.vmas):
-            if not vma.vm_flags & VM_MERGEABLE or vma.anon_vma is None:
+            if not vma.vm_flags & VM_MERGEABLE:
+                continue
+            any_mergeable = True    # ksm_scan.address = vma->vm_start: no longer 0
+            if vma.anon_vma is None:
                 continue
             for addr in range(vma.vm_start, vma.vm_end, PAGE_SIZE):
                 folio = mm.pte.get(addr)
@@ -158,11 +171,20 @@ class Ksm:
         for item in old[j:]:                # remove_trailing_rmap_items
             self.remove_rmap_item_from_tree(item)
         self.rmap_list[mm] = new_list
+        if not any_mergeable:
+            # scan_get_next_rmap_item(): "if (ksm_scan.address == 0)": an mm without any
+            # VM_MERGEABLE VMA leaves ksm_mm_head and loses MMF_VM_MERGEABLE; a later
+            # madvise(MADV_MERGEABLE) __ksm_enter()s it again, at the tail.
+            self.mm_slots.remove(mm)
+            del self.rmap_list[mm]
+            mm.mmf_vm_mergeable = False
 
     def _should_skip_rmap_item(self, folio, item) -> bool:
         """``should_skip_rmap_item`` (smart scan, on by default since 6.7)."""
         if folio.stable_node is not None:
             return False
+        if self.pgoff_union and item.head is not None:
+            return False    # v4: "if (rmap_item->address & STABLE_FLAG) return false;"
         age = item.age
         if age != 255:
             item.age += 1
@@ -179,17 +201,32 @@ class Ksm:
         node = item.head
         if node is not None:
             node.hlist.remove(item)
+            self._leave_stable_tree(item)
             if not node.hlist and node.folio.mapcount == 0:
                 self._free_stable_node(node)
-            item.head = None
-            item.anon_vma = None
-            item.vm_pgoff = None
         if item.unstable_content is not None:
             if self.unstable_tree.get(item.unstable_content) is item:
                 del self.unstable_tree[item.unstable_content]
             item.unstable_content = None
 
+    def _leave_stable_tree(self, item: KsmRmapItem) -> None:
+        """What remove_rmap_item_from_tree() and remove_node_from_stable_tree() do to an item
+        leaving the stable tree: put_anon_vma, clear STABLE_FLAG; v4 also
+        rmap_item_reset_unstable() (the union's oldchecksum/age/remaining_skips read 0, so the
+        item starts again like a new one: one checksum round, a fresh smart-scan age)."""
+        item.head = None
+        item.anon_vma = None
+        item.vm_pgoff = None
+        if self.pgoff_union:
+            item.oldchecksum = None     # 0 in the kernel: no page's checksum
+            item.age = 0
+            item.remaining_skips = 0
+
     def _free_stable_node(self, node: StableNode) -> None:
+        # remove_node_from_stable_tree(): every rmap_item still listed leaves the tree
+        for item in node.hlist:
+            self._leave_stable_tree(item)
+        node.hlist = []
         entry = self.stable_tree.get(node.content)
         if entry is node:
             del self.stable_tree[node.content]
@@ -202,33 +239,46 @@ class Ksm:
                 del self.stable_tree[node.content]
         node.folio.stable_node = None
 
-    def is_page_sharing_candidate(self, node: StableNode) -> bool:
-        return node.rmap_hlist_len < self.max_page_sharing
+    def is_page_sharing_candidate(self, node: StableNode, offset: int = 0) -> bool:
+        """mm/ksm.c ``__is_page_sharing_candidate``: at least one rmap_item still maps the
+        page ("otherwise there's no much point to merge and share with this stable_node"),
+        and ``offset`` more stay below max_page_sharing."""
+        return 0 < node.rmap_hlist_len and node.rmap_hlist_len + offset < self.max_page_sharing
 
     def _stable_node_dup(self, entry):
-        """``chain_prune`` → ``stable_node_dup``: the first dup that still has room (moved to
-        the head of the chain), else the first dup."""
+        """``chain_prune`` → ``__stable_node_chain`` → ``stable_node_dup``.
+
+        Without pruning: the first live dup that is a sharing candidate (stop there), else
+        the first live dup.  When ``stable_node_chains_prune_millisecs`` have passed since the
+        chain's last prune, every dup is looked at (stale ones freed) and the candidate with
+        the most rmap_items wins.  Time is not modelled: the model prunes at every search
+        when the knob is 0, and never otherwise (a scenario runs well within the kernel
+        default of 2,000 ms between two searches of one chain; see docs/scenarios.md).  The
+        found dup moves to the head of the chain if it can take one more
+        (``__is_page_sharing_candidate(found, 1)``)."""
         if isinstance(entry, StableNode):
             if entry.folio.mapcount == 0:      # ksm_get_folio: the KSM page is gone
                 self._free_stable_node(entry)
                 return None
             return entry
+        prune = self.chain_prune_millisecs == 0
         found = None
         for dup in list(entry.dups):
             if dup.folio.mapcount == 0:        # ksm_get_folio() drops a stale dup
                 self._free_stable_node(dup)
                 continue
-            if found is None or (self.is_page_sharing_candidate(dup)
-                                 and not self.is_page_sharing_candidate(found)):
+            if found is None or (self.is_page_sharing_candidate(dup) and (
+                    not self.is_page_sharing_candidate(found)
+                    or dup.rmap_hlist_len > found.rmap_hlist_len)):
                 found = dup
-                if self.is_page_sharing_candidate(found):
+                if not prune and self.is_page_sharing_candidate(found):
                     break
         if found is None:
             return None
         entry = found.chain
         if entry is None:                      # the chain collapsed to this one dup
             return found
-        if found is not entry.dups[0] and found.rmap_hlist_len + 1 < self.max_page_sharing:
+        if found is not entry.dups[0] and self.is_page_sharing_candidate(found, 1):
             entry.dups.remove(found)
             entry.dups.insert(0, found)
         return found
@@ -330,6 +380,8 @@ class Ksm:
                 vma = mm.find_vma(addr)
                 copy = Folio(folio.content, anon_vma=vma.anon_vma, index=vma.linear_page_index(addr))
                 mm.set_pte(addr, copy)
+                if self.lru is not None:
+                    self.lru.folio_add_lru(copy)    # wp_page_copy: folio_add_lru_vma
 
 
 def rmap_walk_ksm(folio: Folio, rwc: RmapWalkControl, stats: RmapWalkStats, strategy: str) -> None:

@@ -185,11 +185,11 @@ class Folio:
     ``index`` is folio->index (the linear page index for anon pages); ``anon_vma`` is
     folio->mapping for anon pages; ``stable_node`` marks a KSM folio; ``mapping`` is the
     AddressSpace of a file folio.  ``maps`` holds the (mm, address) of every PTE that maps
-    it; ``exclusive`` is PageAnonExclusive.
+    it; ``exclusive`` is PageAnonExclusive; ``lru`` is PG_lru.
     """
 
     __slots__ = ("id", "content", "anon_vma", "index", "mapping", "stable_node", "maps",
-                 "nid", "exclusive")
+                 "nid", "exclusive", "lru")
 
     def __init__(self, content, *, anon_vma=None, index=0, mapping=None):
         self.id = next(_ids)
@@ -199,6 +199,7 @@ class Folio:
         self.maps: set = set()
         self.nid = 0
         self.exclusive = True
+        self.lru = True     # PG_lru; a new folio waits in the LRU batch first (model/swap.py)
 
     @property
     def mapcount(self) -> int:
