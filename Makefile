@@ -101,16 +101,11 @@ $(GENERATED):
 
 notebooks: $(EXECUTED)
 
-book: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
-	$(BIN)jupyter-book build book/ $(JB_FLAGS) $(BOOK_CONFIG)
-	@echo "book: book/_build/html/index.html"
-	@if command -v chromium >/dev/null; then $(MAKE) --no-print-directory pdf; \
-	else echo "book: no chromium, no PDF (make browser installs it as root)"; fi
-
 # The PDF: the book as one HTML page (singlehtml), printed by headless Chromium (page numbers
-# in its footer), into the HTML site, where the front page links it.
+# in its footer), into the HTML site, where the front page links it.  `make book` prints it
+# too when chromium is there (`make browser` installs it as root).
 PDF := book/_build/html/rmapwalk.pdf
-pdf: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
+define print-pdf
 	$(BIN)jupyter-book build book/ --builder singlehtml $(JB_FLAGS) $(BOOK_CONFIG)
 	mkdir -p $(dir $(PDF))
 	timeout 300 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
@@ -119,6 +114,19 @@ pdf: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
 	  file://$(CURDIR)/book/_build/singlehtml/index.html 2>/dev/null
 	mv $(PDF).part $(PDF)
 	@echo "pdf: $(PDF)"
+endef
+
+book: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
+	$(BIN)jupyter-book build book/ $(JB_FLAGS) $(BOOK_CONFIG)
+	@echo "book: book/_build/html/index.html"
+ifneq ($(shell command -v chromium),)
+	$(print-pdf)
+else
+	@echo "book: no chromium, no PDF (make browser installs it as root)"
+endif
+
+pdf: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
+	$(print-pdf)
 
 # --- one rerun with other parameters ---------------------------------------------------
 # Unknown parameter names are refused before anything runs; the output is

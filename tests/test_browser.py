@@ -2,6 +2,12 @@
 decoded (naturalWidth > 0), and the browser console logged no error.  A screenshot of the
 results chapter is saved under build/browser/.
 
+Read as a reviewer would (issue 8): the front page's first 1280x800 screen holds the verdict
+table; no page scrolls sideways at 1280 px, nor the front page and the claim chapter at 390 px
+(a phone); no chapter shows more than one code cell expanded; every figure has alt text that
+is not a file name; the PDF exists and holds as many figures as the HTML.  Screenshots of the
+front page (1280 and 390 px) and the claim chapter go to build/screenshots/.
+
 Needs the book built (``make book``) and Debian's ``chromium`` + ``chromium-driver``
 (``make test`` installs them when run as root); otherwise skipped, saying which is missing.
 """
@@ -9,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
+import zlib
 import shutil
 import tempfile
 import threading
@@ -21,7 +29,11 @@ from rmapwalk import paths
 
 HTML = paths.BOOK / "_build" / "html"
 SHOTS = paths.BUILD / "browser"
+SCREENS = paths.BUILD / "screenshots"
 RESULTS = "_generated/claim"          # the results chapter, saved as a screenshot
+FRONT = "intro"
+PDF = HTML / "rmapwalk.pdf"
+SINGLE = paths.BOOK / "_build" / "singlehtml" / "index.html"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage")
 
@@ -122,3 +134,142 @@ def test_chapter_renders(server, browser, chapter):
         shot = SHOTS / "claim.png"
         assert browser.save_screenshot(str(shot)), f"could not write {shot}"
         browser.set_window_size(1280, 900)
+
+
+def _open(server, browser, chapter: str, width: int, height: int = 800) -> None:
+    """Load a chapter in a viewport (not window) of ``width`` x ``height`` CSS px."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+    browser.get(f"{server}/{chapter}.html")
+    browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "Promise.all([...document.images].map(i => i.complete ? 0 :"
+        " new Promise(r => { i.onload = i.onerror = r; }))).then(done);")
+
+
+def _viewport(browser) -> tuple[int, int]:
+    return tuple(browser.execute_script(
+        "return [document.documentElement.clientWidth, window.innerHeight];"))
+
+
+def _sideways(browser) -> int:
+    """How far the page scrolls sideways, in px (0: it does not)."""
+    return int(browser.execute_script(
+        "const e = document.documentElement;"
+        "return Math.max(e.scrollWidth, document.body.scrollWidth) - e.clientWidth;"))
+
+
+def _wide_elements(browser) -> list[str]:
+    """The elements sticking out of the viewport (for the failure message)."""
+    return browser.execute_script(
+        "const w = document.documentElement.clientWidth; const out = [];"
+        "for (const e of document.querySelectorAll('body *')) {"
+        "  const r = e.getBoundingClientRect();"
+        "  if (r.right > w + 1 && r.width > 0 && getComputedStyle(e).position !== 'fixed')"
+        "    out.push(e.tagName + '.' + e.className + ' ' + Math.round(r.right));"
+        "} return out.slice(0, 8);")
+
+
+@pytest.mark.slow
+def test_front_page_first_screen_holds_the_verdict(server, browser):
+    _open(server, browser, FRONT, 1280, 800)
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENS / "front-1280.png"))
+    rect = browser.execute_script(
+        "const t = document.querySelector('#verdict-table table');"
+        "if (!t) return null; const r = t.getBoundingClientRect();"
+        "return [r.top, r.bottom, t.rows.length, t.innerText];")
+    assert rect is not None, "front page: no verdict table (#verdict-table table)"
+    top, bottom, rows, text = rect
+    _, height = _viewport(browser)
+    assert rows >= 2 and "verdict" in text.lower(), f"front page: verdict table is empty: {text!r}"
+    assert bottom <= height, (f"front page: the verdict table ends at {bottom:.0f} px, below the "
+                              f"first {height} px screen")
+    assert re.search(r"holds|does not hold|no data", text), "front page: no verdict in the table"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", chapters())
+def test_no_sideways_scroll_at_1280(server, browser, chapter):
+    _open(server, browser, chapter, 1280, 800)
+    assert _sideways(browser) <= 1, \
+        f"{chapter}: scrolls {_sideways(browser)} px sideways at 1280 px: {_wide_elements(browser)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", [FRONT, RESULTS])
+def test_no_sideways_scroll_on_a_phone(server, browser, chapter):
+    _open(server, browser, chapter, 390, 844)
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    name = "front-390.png" if chapter == FRONT else "claim-390.png"
+    browser.save_screenshot(str(SCREENS / name))
+    assert _sideways(browser) <= 1, \
+        f"{chapter}: scrolls {_sideways(browser)} px sideways at 390 px: {_wide_elements(browser)}"
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", chapters())
+def test_code_out_of_the_way(server, browser, chapter):
+    """At most one code cell's source is visible without a click."""
+    _open(server, browser, chapter, 1280, 800)
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('.cell .cell_input')]"
+        ".filter(e => e.getClientRects().length > 0 && e.offsetHeight > 0).length;")
+    assert shown <= 1, f"{chapter}: {shown} code cells expanded by default"
+    if chapter == RESULTS:
+        SCREENS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENS / "claim-1280.png"))
+
+
+FILE_NAME = re.compile(r"^[\w./-]+\.(png|svg|jpe?g|gif|webp)$|^[0-9a-f]{16,}", re.I)
+
+
+def _figures(browser) -> list[list[str]]:
+    return browser.execute_script(
+        "return [...document.querySelectorAll('.bd-article img, article img')]"
+        ".map(i => [i.getAttribute('src') || '', i.getAttribute('alt') || '']);")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", chapters())
+def test_every_figure_has_alt_text(server, browser, chapter):
+    _open(server, browser, chapter, 1280, 800)
+    bad = [(src, alt) for src, alt in _figures(browser)
+           if len(alt.strip()) < 15 or FILE_NAME.search(alt.strip())]
+    assert not bad, f"{chapter}: figures without real alt text (src, alt): {bad}"
+
+
+def pdf_images(data: bytes) -> int:
+    """Image XObjects drawn in a PDF (soft masks, the alpha channels of images, not counted):
+    the objects' dictionaries, and those inside compressed object streams."""
+    texts = [data]
+    for m in re.finditer(rb"/Type\s*/ObjStm.*?stream\r?\n", data, re.S):
+        start = m.end()
+        end = data.find(b"endstream", start)
+        try:
+            texts.append(zlib.decompress(data[start:end]))
+        except zlib.error:
+            pass
+    images = masks = 0
+    for t in texts:
+        images += len(re.findall(rb"/Subtype\s*/Image", t))
+        masks += len(re.findall(rb"/SMask\s+\d+\s+0\s+R", t))
+    return images - masks
+
+
+@pytest.mark.slow
+def test_pdf_has_every_figure(server, browser):
+    if not PDF.exists():
+        pytest.fail(f"{PDF}: no PDF (make pdf)")
+    data = PDF.read_bytes()
+    assert data.startswith(b"%PDF"), f"{PDF}: not a PDF"
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
+    assert pages > 5, f"{PDF}: only {pages} pages"
+    html = 0
+    for chapter in chapters():
+        _open(server, browser, chapter, 1280, 800)
+        html += sum(1 for src, _ in _figures(browser) if not src.lower().endswith(".svg"))
+    assert html > 0
+    assert pdf_images(data) == html, (f"{PDF}: {pdf_images(data)} raster figures, the HTML "
+                                      f"chapters {html}")
