@@ -610,7 +610,11 @@ def show(table: pd.DataFrame, formats: dict | None = None, *, empty: str = "no r
             continue
         v = s.dropna().to_numpy(float)
         formats[c] = "{:,.0f}" if len(v) and np.all(v == np.round(v)) else "{:,.2f}"
-    st = table.style.format(formats, na_rep="–")
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])
+               and not pd.api.types.is_bool_dtype(table[c])]
+    st = (table.style.format(formats, na_rep="–")
+          .set_table_attributes('class="dataframe"')     # the theme's table style
+          .set_properties(subset=numeric, **{"text-align": "right"}))
     if not index:
         st = st.hide(axis="index")
     if caption:
