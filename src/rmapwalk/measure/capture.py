@@ -361,11 +361,15 @@ def _batch_boot(scenarios: list, programs: list[str], base: str, kernel: str, im
                 parsed = trace_mod.parse(trace_text, f"{sc.name}/{kernel}/trace.txt",
                                          allow_error=True)
             except trace_mod.TraceError as e:
-                out[k] = BatchRun(sc, None, failure=f"trace: {e}")
+                kept = _keep_failure(sc.name, f"{base}-{kernel}", workdir, str(e))
+                (kept / "program-console.log").write_text(part)
+                out[k] = BatchRun(sc, None, failure=f"trace: {e} (console kept in {kept})")
                 continue
             if status != 0 and parsed.error is None:
+                kept = _keep_failure(sc.name, f"{base}-{kernel}", workdir, f"status {status}")
+                (kept / "program-console.log").write_text(part)
                 out[k] = BatchRun(sc, None, failure=f"the replayer exited with status {status} "
-                                  "without an error marker")
+                                  f"without an error marker (console kept in {kept})")
                 continue
             replay = re.search(r"RMAPWALK-REPLAYED seconds=(\S+)", part)
             extra = {"batch": {"index": k, "programs": len(programs),

@@ -1,0 +1,486 @@
+"""Random scenario histories for differential testing (``rmapwalk fuzz``).
+
+:func:`generate` turns ``(seed, index)`` into the text of a valid scenario file
+(docs/scenarios.md), the same bytes for the same arguments on every machine: the random
+source is ``random.Random("<seed>:<index>")`` (seeded through sha512 of the string) and the
+text is rendered by hand, not by a YAML emitter.  Every kind of
+:data:`rmapwalk.scenario.STEP_KINDS` has a step maker in :data:`MAKERS`; a kind without one
+is refused with a message naming it (``tests/test_fuzz.py`` checks that every kind is
+produced over a few seeds).
+
+The generator keeps a shadow of what each process has mapped (page by page: unmapped, or
+its protection), which pages were written, and where a VMA boundary may lie (every edge of
+an ``mprotect``, ``munmap`` or ``mremap``, and every change of protection).  It uses that
+shadow, never the model, to decide what the kernel accepts, so that the model cannot steer the
+histories it is tested on.  Sizes stay small (<= 4 mapped regions of <= 64 pages, <= 4
+processes, <= 25 steps) so that one scenario replays in seconds under TCG.
+
+Steps the kernel refuses are generated on purpose with probability :data:`P_REFUSAL`, always
+as the last step (the replayer stops there): ``mprotect`` over a hole (ENOMEM), ``mremap`` of
+a range that starts in a hole or crosses a boundary that surely exists (EFAULT), a ``fill``
+of a page that is unmapped or not writable (SIGSEGV).  A step whose fate depends on whether
+the kernel merged two VMAs back (an ``mremap`` across the edge of an ``mprotect`` that was
+undone) is a *maybe*: also last.  ``params.refusal`` records it: ``{step, kind, errno,
+certain}``.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+from typing import Callable
+
+from rmapwalk.scenario import STEP_KINDS
+
+VERSION = 1
+MAX_MMAP_REGIONS = 4
+MAX_TARGETS = 3               # regions created by mremap
+MAX_PAGES = 64
+MAX_PROCS = 4
+MAX_STEPS = 25
+MIN_STEPS = 6
+P_REFUSAL = 0.2
+SIZES = (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48, 64)
+BYTES = (0x11, 0x22, 0x5a, 0xaa, 0x00)
+PROTS = ("r", "rw", "none")
+# How often each kind is drawn for the middle of a history (a kind of STEP_KINDS missing
+# here is an error: see check_kinds()).
+WEIGHTS = {"mmap": 3, "fill": 6, "mprotect": 5, "mergeable": 4, "ksm_merge": 3, "fork": 2,
+           "mremap": 3, "munmap": 2, "migrate": 4, "idle": 4}
+
+
+class GeneratorError(RuntimeError):
+    """The generator lacks a step kind of scenario.STEP_KINDS (or the reverse)."""
+
+
+@dataclasses.dataclass
+class Proc:
+    pages: dict[str, list] = dataclasses.field(default_factory=dict)     # None | prot
+    written: dict[str, list] = dataclasses.field(default_factory=dict)   # bool per page
+    edges: dict[str, set] = dataclasses.field(default_factory=dict)      # possible boundaries
+
+
+@dataclasses.dataclass
+class History:
+    """The steps generated so far and the shadow of the kernel's state."""
+
+    rng: random.Random
+    steps: list = dataclasses.field(default_factory=list)      # (kind, fields) with proc
+    procs: list = dataclasses.field(default_factory=lambda: [Proc()])
+    sizes: dict = dataclasses.field(default_factory=dict)      # region -> pages
+    backing: dict = dataclasses.field(default_factory=dict)
+    bytes_used: dict = dataclasses.field(default_factory=dict)  # region -> bytes written
+    mprotects: list = dataclasses.field(default_factory=list)   # (proc, region, start, pages)
+    refusal: dict | None = None
+    registered: set = dataclasses.field(default_factory=set)   # procs whose mm KSM scans
+
+    # --- shadow helpers -------------------------------------------------------------
+    def regions_of(self, proc: int) -> list[str]:
+        return [r for r in self.procs[proc].pages]
+
+    def mapped(self, proc: int, region: str) -> list[int]:
+        return [i for i, p in enumerate(self.procs[proc].pages[region]) if p is not None]
+
+    def sure_edge(self, proc: int, region: str, x: int) -> bool:
+        """A VMA boundary surely lies between pages x-1 and x (a hole or another prot)."""
+        pg = self.procs[proc].pages[region]
+        return pg[x - 1] != pg[x] or pg[x] is None
+
+    def maybe_edge(self, proc: int, region: str, x: int) -> bool:
+        return x in self.procs[proc].edges[region] or self.sure_edge(proc, region, x)
+
+    def add(self, kind: str, fields: dict, proc: int = 0) -> None:
+        f = dict(fields)
+        if proc:
+            f["proc"] = proc
+        self.steps.append((kind, f))
+
+    def new_region_name(self, target: bool) -> str:
+        names = [r for r in self.sizes]
+        if target:
+            k = sum(1 for r in names if r.startswith("M"))
+            return f"M{k + 1}"
+        k = sum(1 for r in names if not r.startswith("M"))
+        return "ABCD"[k]
+
+    def pick_proc_with_region(self, pred=None):
+        """(proc, region) with the region present in the process (and pred true)."""
+        pairs = [(p, r) for p in range(len(self.procs)) for r in self.regions_of(p)
+                 if pred is None or pred(p, r)]
+        return self.rng.choice(pairs) if pairs else None
+
+
+def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
+    kinds = sorted(weights)
+    return rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
+
+
+# --- step makers: each returns True if it added a step ------------------------------------
+
+def _mmap(h: History, refuse: bool = False) -> bool:
+    if sum(1 for r in h.sizes if not r.startswith("M")) >= MAX_MMAP_REGIONS:
+        return False
+    rng = h.rng
+    name = h.new_region_name(False)
+    pages = rng.choice(SIZES)
+    proc = 0 if rng.random() < 0.8 else rng.randrange(len(h.procs))
+    backing = "file" if rng.random() < 0.15 else "anon"
+    h.sizes[name], h.backing[name] = pages, backing
+    p = h.procs[proc]
+    p.pages[name], p.written[name], p.edges[name] = ["rw"] * pages, [False] * pages, set()
+    fields = {"region": name, "pages": pages}
+    if backing == "file" or rng.random() < 0.1:
+        fields["backing"] = backing
+    h.add("mmap", fields, proc)
+    return True
+
+
+def _writable_run(h: History, proc: int, region: str) -> tuple[int, int] | None:
+    """A random range of pages that are all mapped read-write."""
+    pg = h.procs[proc].pages[region]
+    ok = [i for i, p in enumerate(pg) if p == "rw"]
+    if not ok:
+        return None
+    start = h.rng.choice(ok)
+    end = start
+    limit = start + h.rng.choice((1, 2, 4, 8, 64))
+    while end < len(pg) and end < limit and pg[end] == "rw":
+        end += 1
+    return start, end - start
+
+
+def _fill(h: History, refuse: bool = False) -> bool:
+    rng = h.rng
+    if refuse:
+        pick = h.pick_proc_with_region(lambda p, r: any(x != "rw" for x in h.procs[p].pages[r]))
+        if pick is None:
+            return False
+        proc, region = pick
+        bad = [i for i, x in enumerate(h.procs[proc].pages[region]) if x != "rw"]
+        page = rng.choice(bad)
+        h.add("fill", {"region": region, "byte": rng.choice(BYTES), "start": page, "pages": 1},
+              proc)
+        h.refusal = {"kind": "fill", "errno": "SIGSEGV", "certain": True}
+        return True
+    pick = h.pick_proc_with_region(lambda p, r: "rw" in h.procs[p].pages[r])
+    if pick is None:
+        return False
+    proc, region = pick
+    pg = h.procs[proc].pages[region]
+    whole = all(x == "rw" for x in pg) and rng.random() < 0.5
+    start, n = (0, len(pg)) if whole else _writable_run(h, proc, region)
+    fields: dict = {"region": region}
+    used = h.bytes_used.setdefault(region, [])
+    if rng.random() < 0.2:
+        fields["unique"] = True
+    else:
+        byte = rng.choice(used) if used and rng.random() < 0.4 else rng.choice(BYTES)
+        used.append(byte)
+        fields["byte"] = byte
+    if not whole:
+        if start or rng.random() < 0.5:
+            fields["start"] = start
+        fields["pages"] = n
+    for i in range(start, start + n):
+        h.procs[proc].written[region][i] = True
+    h.add("fill", fields, proc)
+    return True
+
+
+def _mprotect_ranges(start: int, pages: int, stride: int, size: int) -> list[tuple[int, int]]:
+    if not stride:
+        return [(start, start + pages)]
+    return [(s, s + pages) for s in range(start, size - pages + 1, stride)]
+
+
+def _mprotect(h: History, refuse: bool = False) -> bool:
+    rng = h.rng
+    if refuse:
+        pick = h.pick_proc_with_region(lambda p, r: None in h.procs[p].pages[r])
+        if pick is None:
+            return False
+        proc, region = pick
+        pg = h.procs[proc].pages[region]
+        hole = rng.choice([i for i, x in enumerate(pg) if x is None])
+        start = rng.randrange(0, hole + 1)
+        end = rng.randrange(hole + 1, len(pg) + 1)
+        h.add("mprotect", {"region": region, "start": start, "pages": end - start,
+                           "prot": rng.choice(PROTS)}, proc)
+        h.refusal = {"kind": "mprotect", "errno": "ENOMEM", "certain": True}
+        return True
+    # undo an earlier mprotect of the same process: back to rw, VMAs may merge back
+    undo = [m for m in h.mprotects if all(
+        h.procs[m[0]].pages.get(m[1]) and h.procs[m[0]].pages[m[1]][i] is not None
+        for i in range(m[2], m[2] + m[3]))]
+    if undo and rng.random() < 0.3:
+        proc, region, start, n = rng.choice(undo)
+        stride = 0
+        prot = "rw"
+    else:
+        pick = h.pick_proc_with_region(lambda p, r: bool(h.mapped(p, r)))
+        if pick is None:
+            return False
+        proc, region = pick
+        size = h.sizes[region]
+        start = rng.choice(h.mapped(proc, region))
+        n = rng.randint(1, max(1, min(size - start, rng.choice((1, 2, 4, size)))))
+        stride = 0
+        if rng.random() < 0.3 and size >= 2 * n + 1:
+            stride = rng.randint(n + 1, min(size - n, n + 3))
+        prot = rng.choice(PROTS)
+    pg = h.procs[proc].pages[region]
+    ranges = _mprotect_ranges(start, n, stride, h.sizes[region])
+    if any(pg[i] is None for s, e in ranges for i in range(s, e)):
+        return False        # would be refused: only on purpose, as the last step
+    for s, e in ranges:
+        for i in range(s, e):
+            pg[i] = prot
+        h.procs[proc].edges[region] |= {s, e}
+        h.mprotects.append((proc, region, s, e - s))
+    fields = {"region": region, "start": start, "pages": n, "prot": prot}
+    if stride:
+        fields["stride"] = stride
+    h.add("mprotect", fields, proc)
+    return True
+
+
+def _mergeable(h: History, refuse: bool = False, register: bool = False) -> bool:
+    """madvise(MADV_MERGEABLE): an anonymous region with a VMA left registers the process's
+    mm with KSM (mm/ksm.c __ksm_enter); file regions are ignored (vma_ksm_compatible)."""
+    def registers(p, r):
+        return h.backing[r] == "anon" and bool(h.mapped(p, r))
+    pick = h.pick_proc_with_region(registers if register else None)
+    if pick is None:
+        return False
+    proc, region = pick
+    if registers(proc, region):
+        h.registered.add(proc)
+    h.add("mergeable", {"region": region}, proc)
+    return True
+
+
+def _ksm_merge(h: History, refuse: bool = False) -> bool:
+    # ksmd scans only while some mm is registered (mm/ksm.c ksmd_should_run): without one no
+    # full scan ever completes and the replayer's ksm_merge times out.
+    if not h.registered:
+        return False
+    h.add("ksm_merge", {"full_scans": h.rng.choice((1, 2, 2, 3))})
+    return True
+
+
+def _fork(h: History, refuse: bool = False) -> bool:
+    room = MAX_PROCS - len(h.procs)
+    if room <= 0:
+        return False
+    children = h.rng.randint(1, min(room, 2))
+    proc = h.rng.randrange(len(h.procs))
+    for _ in range(children):
+        if proc in h.registered:         # mm/ksm.c ksm_fork: the child is registered too
+            h.registered.add(len(h.procs))
+        h.procs.append(copy.deepcopy(h.procs[proc]))
+    h.add("fork", {"children": children}, proc)
+    return True
+
+
+def _mremap(h: History, refuse: bool = False) -> bool:
+    rng = h.rng
+    if sum(1 for r in h.sizes if r.startswith("M")) >= MAX_TARGETS:
+        return False
+    pick = h.pick_proc_with_region(lambda p, r: bool(h.mapped(p, r)))
+    if pick is None:
+        return False
+    proc, region = pick
+    pg = h.procs[proc].pages[region]
+    size = len(pg)
+    if refuse:
+        # EFAULT for sure: the range starts in a hole, or crosses a sure boundary
+        holes = [i for i, x in enumerate(pg) if x is None]
+        crossing = [x for x in range(1, size) if h.sure_edge(proc, region, x) and pg[x - 1]]
+        maybe = [x for x in range(1, size) if pg[x - 1] is not None and pg[x] is not None
+                 and not h.sure_edge(proc, region, x) and h.maybe_edge(proc, region, x)]
+        choices = [("hole", holes), ("cross", crossing), ("maybe", maybe)]
+        choices = [(w, c) for w, c in choices if c]
+        if not choices:
+            return False
+        why, xs = rng.choice(choices)
+        x = rng.choice(xs)
+        if why == "hole":
+            start, n = x, rng.randint(1, size - x)
+        else:
+            start = rng.randrange(0, x)
+            n = rng.randint(x - start + 1, size - start)
+        target = h.new_region_name(True)
+        h.sizes[target] = n
+        h.add("mremap", {"region": region, "start": start, "pages": n, "to": target}, proc)
+        h.refusal = {"kind": "mremap", "errno": "EFAULT", "certain": why != "maybe"}
+        return True
+    start = rng.choice(h.mapped(proc, region))
+    end = start + 1
+    limit = start + rng.choice((1, 2, 4, size))
+    while end < size and end < limit and pg[end] is not None \
+            and not h.maybe_edge(proc, region, end):
+        end += 1
+    n = end - start
+    target = h.new_region_name(True)
+    h.sizes[target] = n
+    h.backing[target] = h.backing[region]
+    p = h.procs[proc]
+    p.pages[target] = pg[start:end]
+    p.written[target] = p.written[region][start:end]
+    p.edges[target] = set()
+    for i in range(start, end):
+        pg[i] = None
+    p.edges[region] |= {start, end}
+    h.add("mremap", {"region": region, "start": start, "pages": n, "to": target}, proc)
+    return True
+
+
+def _munmap(h: History, refuse: bool = False) -> bool:
+    rng = h.rng
+    pick = h.pick_proc_with_region()
+    if pick is None:
+        return False
+    proc, region = pick
+    size = h.sizes[region]
+    if rng.random() < 0.15:
+        start, n = 0, size
+    else:
+        start = rng.randrange(size)
+        n = rng.randint(1, max(1, min(size - start, rng.choice((1, 2, 3)))))
+    pg = h.procs[proc].pages[region]
+    for i in range(start, start + n):
+        pg[i] = None
+    h.procs[proc].edges[region] |= {start, start + n}
+    h.add("munmap", {"region": region, "start": start, "pages": n}, proc)
+    return True
+
+
+def _walk(kind: str) -> Callable[[History, bool], bool]:
+    def make(h: History, refuse: bool = False) -> bool:
+        rng = h.rng
+        pick = h.pick_proc_with_region()
+        if pick is None:
+            return False
+        proc, region = pick
+        size = h.sizes[region]
+        if size <= 8 and rng.random() < 0.15:
+            pages: object = "all"
+        else:
+            written = [i for i, w in enumerate(h.procs[proc].written[region]) if w]
+            pool = written if written and rng.random() < 0.8 else list(range(size))
+            pages = sorted(rng.sample(pool, min(len(pool), rng.choice((1, 1, 2, 3)))))
+        h.add(kind, {"region": region, "pages": pages}, proc)
+        return True
+    return make
+
+
+# One maker per kind of scenario.STEP_KINDS (check_kinds() and tests/test_fuzz.py check it).
+MAKERS: dict[str, Callable[[History, bool], bool]] = {
+    "mmap": _mmap,
+    "fill": _fill,
+    "mprotect": _mprotect,
+    "mergeable": _mergeable,
+    "ksm_merge": _ksm_merge,
+    "fork": _fork,
+    "mremap": _mremap,
+    "munmap": _munmap,
+    "migrate": _walk("migrate"),
+    "idle": _walk("idle"),
+}
+REFUSABLE = ("fill", "mprotect", "mremap")
+
+
+def check_kinds() -> None:
+    """Every step kind of the scenario format has a maker and a weight, and nothing else."""
+    for table, name in ((MAKERS, "MAKERS"), (WEIGHTS, "WEIGHTS")):
+        missing = [k for k in STEP_KINDS if k not in table]
+        extra = [k for k in table if k not in STEP_KINDS]
+        if missing or extra:
+            raise GeneratorError(
+                f"rmapwalk/fuzz/generate.py {name}: no entry for step kind(s) {missing} of "
+                f"scenario.STEP_KINDS" if missing else
+                f"rmapwalk/fuzz/generate.py {name}: kind(s) {extra} not in scenario.STEP_KINDS")
+
+
+def _history(seed: int, index: int) -> History:
+    check_kinds()
+    rng = random.Random(f"{seed}:{index}")
+    h = History(rng)
+    nsteps = rng.randint(MIN_STEPS, MAX_STEPS)
+    for _ in range(rng.randint(1, 2)):
+        MAKERS["mmap"](h)
+    MAKERS["fill"](h)
+    refuse = rng.random() < P_REFUSAL
+    # the middle: kinds drawn by weight until room is left for a merge and walks
+    while len(h.steps) < nsteps - 3:
+        kind = _weighted(rng, WEIGHTS)
+        MAKERS[kind](h)
+    kinds = [k for k, _ in h.steps]
+    if not h.registered or rng.random() < 0.5:
+        _mergeable(h, register=not h.registered)
+    if "ksm_merge" not in kinds[-4:]:
+        MAKERS["ksm_merge"](h)
+    for _ in range(rng.randint(1, 3)):
+        MAKERS[rng.choice(("migrate", "idle"))](h)
+    if refuse:
+        for kind in rng.sample(REFUSABLE, len(REFUSABLE)):
+            if MAKERS[kind](h, True):
+                h.refusal["step"] = len(h.steps)
+                break
+    return h
+
+
+def _scalar(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return "[" + ", ".join(_scalar(x) for x in v) + "]"
+    return str(v)
+
+
+def _flow(fields: dict) -> str:
+    out = []
+    for k, v in fields.items():
+        out.append(f"{k}: {v:#04x}" if k == "byte" else f"{k}: {_scalar(v)}")
+    return "{" + ", ".join(out) + "}"
+
+
+def render(name: str, description: str, steps: list, max_page_sharing: int | None,
+           params: dict) -> str:
+    """Scenario text of ``steps`` ([(kind, fields)], fields with ``proc`` if not 0)."""
+    lines = [f"name: {name}", "description: >", f"  {description}"]
+    if max_page_sharing is not None:
+        lines += ["ksm:", f"  max_page_sharing: {max_page_sharing}"]
+    if params:
+        lines.append("params: " + _flow_params(params))
+    lines.append("steps:")
+    lines += [f"  - {kind}: {_flow(f)}" for kind, f in steps]
+    return "\n".join(lines) + "\n"
+
+
+def _flow_params(params: dict) -> str:
+    def val(v):
+        if v is None:
+            return "null"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k}: {val(x)}" for k, x in v.items()) + "}"
+        return _scalar(v)
+    return val(params)
+
+
+def scenario_name(seed: int, index: int) -> str:
+    return f"fuzz-{seed}-{index:04d}"
+
+
+def generate(seed: int, index: int) -> str:
+    """The text of generated scenario ``index`` of ``seed``."""
+    if seed < 0 or index < 0:
+        raise ValueError("seed and index must be >= 0")
+    h = _history(seed, index)
+    rng = h.rng
+    mps = rng.choice((2, 2, 3, 4, None))
+    params = {"generator": "rmapwalk.fuzz", "version": VERSION, "seed": seed, "index": index,
+              "refusal": h.refusal}
+    desc = (f"Generated by rmapwalk fuzz (seed {seed}, scenario {index}): a random history "
+            "for differential testing of the model against the kernel.")
+    return render(scenario_name(seed, index), desc, h.steps, mps, params)
