@@ -220,3 +220,53 @@ def test_difference_says_why(th):
     c = C.claim_skip_ratio(walks, {}, th, **OPTS)
     assert c.verdict == C.DIFFERENCE and c.reasons() == ["no model data"]
     assert C.summary_table([c]).loc[0, "verdict"] == f"{C.DIFFERENCE}: no model data"
+
+
+# --- the front page's verdict and like-for-like units ------------------------------------
+def test_verdict_table_is_short_and_says_each_verdict(th):
+    walks = pd.concat([measured("seed-benchmark", C.BASELINE, TIGHT, duration=4e8, runs=8),
+                       measured("seed-benchmark", C.PGOFF, CLEAN, runs=8)])
+    model = {("seed-benchmark", C.BASELINE): simulated(TIGHT),
+             ("seed-benchmark", C.PGOFF): simulated(CLEAN)}
+    claims = C.evaluate(walks, pd.DataFrame(), model, {}, **OPTS)
+    t = C.verdict_table(claims)
+    assert list(t.columns) == ["claim", "thread", "model", "kernel (VM)", "verdict"]
+    assert list(t["verdict"]) == [c.verdict for c in claims]
+    assert t.map(len).to_numpy().max() <= 60, "a verdict cell is too long for the front page"
+    md = C.verdict_markdown(claims)
+    assert md.count("\n") == len(claims) + 2 and "**holds**" in md
+    s = C.verdict_sentence(claims)
+    assert s.startswith(f"**{sum(c.verdict == C.HOLDS for c in claims)} of the {len(claims)} claims")
+    assert "### " in C.details_markdown(claims)
+
+
+def test_benchmark_compares_per_migration_and_on_the_thread_unit(th):
+    """Two walks per migration (unmap, remap): the per-migration iterations are their sum, and
+    the longest-walk and mean-walk ratios are the thread's statistics."""
+    def mig(strategy, unmap, remap, d_unmap, d_remap):
+        rows = []
+        for r in range(1, 7):
+            for reason, (it, sa, sm, ro), d in (("migrate_unmap", unmap, d_unmap),
+                                               ("migrate_remap", remap, d_remap)):
+                rows.append({"scenario": "seed-benchmark", "kernel": C.kernel_of(strategy),
+                             "run": r, "step": 6, "region": "A", "page": 1, "proc": 0,
+                             "page_type": C.KSM, "reason": reason, "iterations": it,
+                             "skip_addr": sa, "skip_mm": sm, "rmap_one": ro,
+                             "duration_ns": d * (1 + 0.01 * r)})
+        return pd.DataFrame(rows)
+    walks = pd.concat([mig(C.BASELINE, (50_000, 49_744, 0, 256), (100_000, 99_488, 256, 256), 2e8, 4e8),
+                       mig(C.PGOFF, (256, 0, 0, 256), (512, 0, 256, 256), 1e6, 2e6)])
+    c = C.claim_benchmark(walks, {}, th, **OPTS)
+    assert c.kernel.data["iterations_per_migration"] == (150_000, 768)
+    assert c.kernel.data["longest_walk_ratio"] == pytest.approx(200)
+    assert c.kernel.data["mean_walk_ratio"] == pytest.approx(200)
+    assert c.kernel.data["migrations"] == (6, 6)
+    assert "per migration" in c.kernel.short and "TCG" in c.kernel.short
+
+
+def test_kernel_of_takes_the_first_variant_of_a_strategy():
+    from rmapwalk import kernels
+    first = {}
+    for v, st in kernels.strategy_of().items():
+        first.setdefault(st, v)
+    assert all(C.kernel_of(st) == v for st, v in first.items())
