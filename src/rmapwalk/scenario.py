@@ -27,6 +27,12 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 PROTS = ("r", "rw", "none")
 BACKINGS = ("anon", "file")
 DEFAULT_MAX_PAGE_SHARING = 256  # mm/ksm.c: ksm_max_page_sharing = 256
+# /sys/kernel/mm/ksm/stable_node_chains_prune_millisecs (mm/ksm.c stable_node_dup: a chain is
+# pruned when this long passed since its last prune; the kernel default is 2000).  Time is
+# not deterministic, so a scenario runs with 0 (prune at every search) or with a value no
+# capture lasts (never prune); the default is the latter, and the model does the same.
+DEFAULT_CHAIN_PRUNE_MS = 3_600_000
+MIN_NEVER_PRUNE_MS = 600_000
 
 # Where regions live: part of the contract between the two executions.  Region k (the k-th
 # region created, by ``mmap`` or as an ``mremap`` target, counting from 0) is placed at
@@ -77,6 +83,7 @@ class Scenario:
     steps: tuple[Step, ...]
     max_page_sharing: int = DEFAULT_MAX_PAGE_SHARING
     path: str = "<string>"
+    stable_node_chains_prune_millisecs: int = DEFAULT_CHAIN_PRUNE_MS
     sha256: str = ""
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -261,8 +268,17 @@ def loads(text: str, path: str = "<string>") -> Scenario:
     if not isinstance(desc, str) or not desc.strip():
         raise ScenarioError(path, None, "'description' is required: one paragraph for the book")
     ksm = doc.get("ksm") or {}
-    if not isinstance(ksm, dict) or set(ksm) - {"max_page_sharing"}:
-        raise ScenarioError(path, None, "'ksm' may only hold max_page_sharing")
+    if not isinstance(ksm, dict) or set(ksm) - {"max_page_sharing",
+                                                "stable_node_chains_prune_millisecs"}:
+        raise ScenarioError(path, None, "'ksm' may only hold max_page_sharing and "
+                            "stable_node_chains_prune_millisecs")
+    prune = ksm.get("stable_node_chains_prune_millisecs", DEFAULT_CHAIN_PRUNE_MS)
+    if not (isinstance(prune, int) and not isinstance(prune, bool)
+            and (prune == 0 or MIN_NEVER_PRUNE_MS <= prune < 2**32)):
+        # a value in between makes which dup a page joins depend on timing
+        raise ScenarioError(path, None, "ksm.stable_node_chains_prune_millisecs must be 0 "
+                            f"(prune at every search) or >= {MIN_NEVER_PRUNE_MS} (never within "
+                            f"a scenario), got {prune!r}")
     mps = ksm.get("max_page_sharing", DEFAULT_MAX_PAGE_SHARING)
     if not (isinstance(mps, int) and not isinstance(mps, bool) and mps >= 2):
         # mm/ksm.c max_page_sharing_store(): knob < 2 is -EINVAL
@@ -292,7 +308,7 @@ def loads(text: str, path: str = "<string>") -> Scenario:
                "pages mapped times processes")
         steps.append(step)
     return Scenario(name=name, description=" ".join(desc.split()), steps=tuple(steps),
-                    max_page_sharing=mps, path=path,
+                    max_page_sharing=mps, path=path, stable_node_chains_prune_millisecs=prune,
                     sha256=hashlib.sha256(text.encode()).hexdigest(), params=params)
 
 

@@ -181,7 +181,8 @@ HANDLERS: dict[str, Callable[[_Replay, sc.Step], None]] = {
 def replay(scn: sc.Scenario, strategy: str, *, fast: bool = True) -> SimulationResult:
     """Replay ``scn`` on a fresh model kernel of ``strategy``; raise StepRefused at the first
     step the kernel would refuse."""
-    r = _Replay(scn, strategy, Kernel(strategy, max_page_sharing=scn.max_page_sharing, fast=fast))
+    r = _Replay(scn, strategy, Kernel(strategy, max_page_sharing=scn.max_page_sharing, fast=fast,
+                                      chain_prune_millisecs=scn.stable_node_chains_prune_millisecs))
     for step in scn.steps:
         handler = HANDLERS.get(step.kind)
         if handler is None:

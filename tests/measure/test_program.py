@@ -45,7 +45,7 @@ def test_seed_program():
     text = program.compile_program(scenario.loads(SEED))
     lines = text.splitlines()
     assert lines[0] == "rmapwalk-program 1" and lines[-1] == "end"
-    assert "procs 1" in lines and "ksm 128 100000 120" in lines
+    assert "procs 1" in lines and "ksm 128 100000 120 3600000" in lines
     assert f"region 0 A 8 {program.REGION_BASE:#x} anon" in lines
     assert [l for l in lines if l.startswith("mprotect")] == [
         "mprotect 0 0 1 r", "mprotect 0 2 1 r", "mprotect 0 4 1 r", "mprotect 0 6 1 r"]
@@ -104,7 +104,8 @@ def run_on_host(replayer, tmp_path, text):
     bitmap.write_bytes(b"")
     ksm = tmp_path / "ksm"            # stands in for /sys/kernel/mm/ksm: knobs get written
     ksm.mkdir(exist_ok=True)
-    for knob in ("run", "max_page_sharing", "sleep_millisecs", "pages_to_scan"):
+    for knob in ("run", "max_page_sharing", "sleep_millisecs", "pages_to_scan",
+                 "stable_node_chains_prune_millisecs"):
         (ksm / knob).write_text("0\n")
     r = subprocess.run([str(replayer), "-m", str(markers), "-k", str(ksm),
                         "-f", str(files), "-i", str(bitmap), str(prog)],

@@ -13,7 +13,7 @@ comment line::
     procs P                          # processes the scenario creates (0 .. P-1)
     parent ID PARENT                 # for ID 1..P-1: which process forks it
     nodes 2                          # NUMA nodes; migrate moves a page to (node + 1) % nodes
-    ksm MAX_PAGE_SHARING PAGES_TO_SCAN TIMEOUT_S
+    ksm MAX_PAGE_SHARING PAGES_TO_SCAN TIMEOUT_S CHAIN_PRUNE_MS
     region RID NAME PAGES BASE BACKING   # NAME percent-encoded, BASE hex, BACKING anon|file
     step INDEX PROC KIND             # a scenario step (1-based INDEX); ops follow
     OP ...                           # ops of the step, run in order by process PROC
@@ -184,7 +184,8 @@ def compile_program(scenario: Scenario) -> str:
     # One ksmd batch must cover a whole scan (ksm_do_scan stops at the end of a scan), so
     # every pass of the replayer's scan protocol is exactly one full scan.
     pages_to_scan = max(PAGES_TO_SCAN, sum(sizes.values()) * nprocs + 1)
-    lines.append(f"ksm {scenario.max_page_sharing} {pages_to_scan} {KSM_TIMEOUT_S}")
+    lines.append(f"ksm {scenario.max_page_sharing} {pages_to_scan} {KSM_TIMEOUT_S} "
+                 f"{scenario.stable_node_chains_prune_millisecs}")
     for s in scenario.steps:
         if s.kind == "mmap":
             backing[s["region"]] = s.get("backing", "anon")

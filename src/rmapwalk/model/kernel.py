@@ -43,7 +43,7 @@ class WalkRecord:
 
 class Kernel:
     def __init__(self, strategy: str = "baseline", max_page_sharing: int = 256,
-                 fast: bool = True):
+                 fast: bool = True, chain_prune_millisecs: int = 2000):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
         self.strategy = strategy
@@ -51,6 +51,7 @@ class Kernel:
         self.lru = LruAddBatch()
         self.ksm = Ksm(max_page_sharing, strategy)
         self.ksm.lru = self.lru
+        self.ksm.chain_prune_millisecs = chain_prune_millisecs
         self.procs: list[mmops.MmStruct] = [mmops.MmStruct()]
         self.files: dict[str, AddressSpace] = {}
         self.trace: list[WalkRecord] = []

@@ -79,7 +79,7 @@ static struct step *steps;
 static struct region *regions;
 static int nops, nsteps, nregions, nprocs, nnodes = 2;
 static int *parent_of;
-static long max_page_sharing = -1, pages_to_scan, ksm_timeout = 120;
+static long max_page_sharing = -1, pages_to_scan, ksm_timeout = 120, chain_prune_ms = -1;
 static char scenario_name[128];
 
 static const char *marker_path = "/sys/kernel/tracing/trace_marker";
@@ -234,10 +234,10 @@ static void read_program(const char *path)
 			if (sscanf(line + n, "%d", &nnodes) != 1 || nnodes < 2)
 				die("%s:%d: expected 'nodes N' with N >= 2", path, lineno);
 		} else if (!strcmp(word, "ksm")) {
-			if (sscanf(line + n, "%ld %ld %ld", &max_page_sharing, &pages_to_scan,
-				   &ksm_timeout) != 3)
-				die("%s:%d: expected 'ksm MAX_PAGE_SHARING PAGES_TO_SCAN TIMEOUT_S'",
-				    path, lineno);
+			if (sscanf(line + n, "%ld %ld %ld %ld", &max_page_sharing, &pages_to_scan,
+				   &ksm_timeout, &chain_prune_ms) != 4)
+				die("%s:%d: expected 'ksm MAX_PAGE_SHARING PAGES_TO_SCAN TIMEOUT_S "
+				    "CHAIN_PRUNE_MS'", path, lineno);
 		} else if (!strcmp(word, "region")) {
 			struct region r = { 0 };
 			char backing[8];
@@ -812,7 +812,9 @@ static int controller(void)
 		if (sysfs_write(ksm_dir, "run", 0) ||
 		    sysfs_write(ksm_dir, "max_page_sharing", max_page_sharing) ||
 		    sysfs_write(ksm_dir, "sleep_millisecs", KSM_PARK_MS) ||
-		    sysfs_write(ksm_dir, "pages_to_scan", pages_to_scan))
+		    sysfs_write(ksm_dir, "pages_to_scan", pages_to_scan) ||
+		    /* mm/ksm.c stable_node_dup(): prune a chain at every search (0) or never */
+		    sysfs_write(ksm_dir, "stable_node_chains_prune_millisecs", chain_prune_ms))
 			return -1;
 	}
 	pid0 = fork();
