@@ -1,6 +1,7 @@
 """Fast checks of the kernel build machinery (no kernel is built here)."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -169,9 +170,16 @@ def _touched(patch: Path) -> list[str]:
                    if line.startswith("+++ b/") or line.startswith("--- a/")})
 
 
-def _pristine_files(dest: Path, files: list[str]) -> bool:
-    """Copy the pristine version of ``files`` into ``dest``; False if no source."""
-    for tree in (kernel.kernels_dir() / "src").glob("*/linux"):
+def _pristine_files(dest: Path, files: list[str], base) -> bool:
+    """Copy the pristine version of ``files`` of ``base`` into ``dest``; False if no source.
+    From the base's unpacked tree in the cache (its applied patches reversed), else its
+    tarball."""
+    try:
+        src = kernel.find_source(install=False, base=base.name)
+    except kernel.KernelBuildError:
+        return False
+    tree = kernel.kernels_dir() / "src" / src.ident / "linux"
+    if tree.is_dir() and not src.path.is_dir():
         applied = json.loads((tree.parent / "applied.json").read_text())
         for f in files:
             if (tree / f).exists():
@@ -183,28 +191,201 @@ def _pristine_files(dest: Path, files: list[str]) -> bool:
             subprocess.run(["git", "apply", "-R", str(p)], cwd=dest, check=True)
             p.unlink()
         return True
-    if not BASE.tarball.is_file():
+    if not base.tarball.is_file():
         return False
     # Existing files only: the patches also create new ones (the trace header).
     # tar complains about those, and extracts the others.
-    subprocess.run(["tar", "xJf", str(BASE.tarball), "-C", str(dest),
-                    "--strip-components=1"] + [f"{BASE.package}/{f}" for f in files],
+    subprocess.run(["tar", "xJf", str(base.tarball), "-C", str(dest),
+                    "--strip-components=1"] + [f"{base.package}/{f}" for f in files],
                    capture_output=True)
     return True
 
 
-def test_series_applies_to_the_pristine_tree(tmp_path):
-    series = BASE.series
+@pytest.mark.parametrize("base_name", sorted(KL.bases))
+def test_series_applies_to_the_pristine_tree(tmp_path, base_name):
+    base = KL.base(base_name)
+    series = base.series
     files = sorted({f for ps in series.values() for p in ps
-                    for f in _touched(BASE.patch_dir / p) if f != "/dev/null"})
-    if not _pristine_files(tmp_path, files):
-        pytest.skip("no unpacked tree in the cache and no linux-source-6.12 tarball")
+                    for f in _touched(base.patch_dir / p) if f != "/dev/null"})
+    if not _pristine_files(tmp_path, files, base):
+        pytest.skip(f"no unpacked tree in the cache and no {base.package} tarball")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     for name, patches in series.items():
         work = tmp_path / f"k-{name}"
         shutil.copytree(tmp_path, work, ignore=shutil.ignore_patterns("k-*", ".git"))
         for p in patches:
-            r = subprocess.run(["git", "apply", "--check", str(BASE.patch_dir / p)],
+            r = subprocess.run(["git", "apply", "--check", str(base.patch_dir / p)],
                                cwd=work, capture_output=True, text=True)
-            assert r.returncode == 0, f"{name}: {p}: {r.stderr}"
-            subprocess.run(["git", "apply", str(BASE.patch_dir / p)], cwd=work, check=True)
+            assert r.returncode == 0, f"{base_name} {name}: {p}: {r.stderr}"
+            subprocess.run(["git", "apply", str(base.patch_dir / p)], cwd=work, check=True)
+
+
+# --- build-only variants, the merged form, base 6.1 ------------------------------------
+
+def test_build_only_variants_are_built_not_captured():
+    build_only = {v.name for v in KL.variants.values() if not v.capture}
+    assert build_only == {"merged-notrace", "baseline-notrace"}
+    assert not build_only & set(kernels.variants())
+    assert not build_only & {v for _, v in KL.kernels()}
+    assert build_only <= {v for _, v in KL.builds()}
+    for base in KL.bases:
+        with pytest.raises(kernels.KernelListError, match="build-only"):
+            KL.patches(base, "merged-notrace")
+        assert KL.patches(base, "baseline-notrace", build=True) == []
+        assert kernel.kernel_inputs(base, "baseline-notrace")[0] == []
+
+
+def test_tracepoint_flag_matches_the_series():
+    for base in KL.bases.values():
+        for v, patches in base.series.items():
+            has = any(p.startswith("0001-") for p in patches)
+            assert has == KL.variants[v].tracepoint, (base.name, v)
+        assert base.series["merged-notrace"] == tuple(
+            p for p in base.series["merged"] if not p.startswith("0001-"))
+
+
+def test_merged_counts_like_v4_in_the_model():
+    assert KL.strategy("merged") == KL.strategy("patched") == "pgoff"
+    assert KL.strategy("merged-notrace") == "pgoff"
+
+
+def test_collect_procs_ksm_patch_only_where_it_exists():
+    """6.12 has collect_procs_ksm() (memory failure on KSM pages); 6.1 has not."""
+    assert any("collect_procs_ksm" in p for p in KL.base("6.12").series["merged"])
+    assert not any("collect_procs_ksm" in p for p in KL.base("6.1").series["merged"])
+
+
+@pytest.mark.parametrize("flag", ["capture: maybe", "tracepoint: 1"])
+def test_bad_variant_flag_is_rejected(tmp_path, flag):
+    (tmp_path / "patches").mkdir()
+    f = tmp_path / "kernels.yaml"
+    f.write_text(f"default_base: '6.12'\nvariants: {{baseline: {{strategy: baseline, {flag}}}}}\n"
+                 "bases:\n  '6.12': {package: p, tarball: /t, patches: patches, series: {}}\n")
+    with pytest.raises(kernels.KernelListError, match="must be true or false"):
+        kernels.parse(f)
+
+
+def test_kernel_list_prints_the_role(capsys):
+    import argparse
+    assert kernel.run(argparse.Namespace(kernel_command="list")) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert {(b, v) for b, v, *_ in lines} == set(KL.builds())
+    roles = {v: r for _, v, _, _, r in lines}
+    assert roles["merged-notrace"] == roles["baseline-notrace"] == "build-only"
+    assert roles["merged"] == roles["baseline"] == "capture"
+
+
+def test_patches_are_signed_off_on_every_base():
+    for base in KL.bases.values():
+        for p in base.patch_dir.glob("*.patch"):
+            assert "Signed-off-by: rmapwalk <rmapwalk@localhost>" in p.read_text(), p
+
+
+@pytest.mark.parametrize("base_name", sorted(KL.bases))
+def test_checkpatch_clean(base_name):
+    """checkpatch.pl --no-tree of the base's own tree: 0 errors, 0 warnings per patch."""
+    base = KL.base(base_name)
+    try:
+        src = kernel.find_source(install=False, base=base_name)
+    except kernel.KernelBuildError:
+        pytest.skip(f"no {base.package}")
+    script = kernel.kernels_dir() / "src" / src.ident / "linux" / "scripts" / "checkpatch.pl"
+    if not script.is_file() or not shutil.which("perl"):
+        pytest.skip("no unpacked tree with scripts/checkpatch.pl in the cache")
+    for name in sorted({p for ps in base.series.values() for p in ps}):
+        r = subprocess.run(["perl", str(script), "--no-tree", str((base.patch_dir / name)
+                                                                   .resolve())],
+                           capture_output=True, text=True)
+        assert "total: 0 errors, 0 warnings" in r.stdout, f"{base_name} {name}:\n{r.stdout}"
+
+
+# --- ensure_objects and the report ----------------------------------------------------------
+
+def _fake_entry(root: Path, base: str, variant: str, source: str) -> kernel.KernelArtifact:
+    """A cache entry with tiny real ELF objects: mm/rmap.o, mm/ksm.o and a 'vmlinux'."""
+    d = root / f"{base}-{variant}-0123456789abcdef"
+    (d / "objects" / "mm").mkdir(parents=True)
+    extra = "int extra(int x) { return x * 3 + 1; }\n" if "notrace" not in variant else ""
+    for name, text in (("rmap", "int rmap(int x) { return x + 1; }\n" + extra),
+                       ("ksm", "int ksm(int x) { return x - 1; }\n")):
+        c = d / f"{name}.c"
+        c.write_text(text)
+        subprocess.run(["gcc", "-c", "-O1", "-o", str(d / "objects" / "mm" / f"{name}.o"),
+                        str(c)], check=True)
+        c.unlink()
+    shutil.copy2(d / "objects" / "mm" / "rmap.o", d / "vmlinux")
+    (d / "bzImage").write_bytes(b"x")
+    (d / "ksm_rmap_item.pahole.txt").write_text(
+        "struct ksm_rmap_item {\n\tunion {\n\t\tlong unsigned int  linear_page_index;"
+        "    /*    32     8 */\n\t};\n\n\t/* size: 64, cachelines: 1, members: 6 */\n};\n")
+    prov = {"name": variant, "variant": variant, "base": base, "key": "0123456789abcdef",
+            "patches": [], "fragment": {"sha256": "f"}, "build_seconds": 1.0,
+            "built_at": "2026"}
+    (d / "build.json").write_text(json.dumps(prov))
+    return kernel.KernelArtifact(variant, "0123456789abcdef", d, prov)
+
+
+def test_report_writes_matrix_deltas_and_a_manifest(tmp_path):
+    from rmapwalk.measure import matrix
+    if not all(shutil.which(t) for t in ("gcc", "size", "nm")):
+        pytest.skip("needs gcc, size and nm")
+    arts = {("6.12", v): _fake_entry(tmp_path / "cache", "6.12", v, "")
+            for v in ("baseline", "baseline-notrace", "merged", "merged-notrace")}
+    out = tmp_path / "kernels"
+    rows = matrix.write(out, arts, {"6.12": None})
+    assert {r["variant"] for r in rows} == {"baseline", "baseline-notrace", "merged",
+                                            "merged-notrace"}
+    assert all(r["struct_size"] == 64 and r["struct_union_field"] == "linear_page_index"
+               for r in rows)
+    by = {r["variant"]: r for r in rows}
+    assert by["baseline-notrace"]["role"] == "build-only" and by["merged"]["role"] == "capture"
+    assert by["baseline"]["rmap_o_text"] > by["baseline-notrace"]["rmap_o_text"]
+    with open(out / "text-deltas.csv") as f:
+        deltas = list(csv.DictReader(f))
+    tp = [d for d in deltas if (d["old"], d["new"], d["object"]) ==
+          ("baseline-notrace", "baseline", "mm/rmap.o")]
+    assert len(tp) == 1 and int(tp[0]["delta_text"]) > 0 and int(tp[0]["delta_text_symbols"]) > 0
+    alone = [d for d in deltas if (d["old"], d["new"]) == ("baseline-notrace", "merged-notrace")]
+    assert {d["object"] for d in alone} == set(matrix.OBJECTS)
+    assert (out / "6.12" / "merged" / "size.txt").read_text().splitlines()[1].endswith("mm/rmap.o")
+    assert matrix.verify(out) == []
+    (out / "6.12" / "merged" / "size.txt").write_text("edited\n")
+    assert any("sha256 differs" in p or "size" in p for p in matrix.verify(out))
+    # written again: replaced as a whole, no stray temporary folders
+    matrix.write(out, {k: v for k, v in arts.items() if k[1] != "merged"}, {"6.12": None})
+    assert not (out / "6.12" / "merged").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_report_refuses_an_entry_without_objects(tmp_path):
+    from rmapwalk.measure import matrix
+    if not shutil.which("gcc"):
+        pytest.skip("needs gcc")
+    art = _fake_entry(tmp_path / "cache", "6.12", "baseline", "")
+    (art.directory / "objects" / "mm" / "ksm.o").unlink()
+    with pytest.raises(matrix.ReportError, match="no mm/ksm.o"):
+        matrix.write(tmp_path / "out", {("6.12", "baseline"): art}, {})
+    assert not (tmp_path / "out").exists()
+
+
+def test_parse_pahole_and_size():
+    from rmapwalk.measure import matrix
+    text = ("struct ksm_rmap_item {\n\tunsigned int oldchecksum; /* 32 4 */\n"
+            "\t/* size: 64, cachelines: 1, members: 9 */\n"
+            "\t/* sum members: 58, holes: 1, sum holes: 4 */\n};\n")
+    assert matrix.parse_pahole(text) == {"struct_size": 64, "struct_cachelines": 1,
+                                         "struct_members": 9, "struct_holes": 1,
+                                         "struct_union_field": ""}
+    with pytest.raises(matrix.ReportError):
+        matrix.parse_pahole("struct x {};")
+    out = ("   text\t   data\t    bss\t    dec\t    hex\tfilename\n"
+           "  13460\t    100\t      8\t  13568\t   3500\tmm/rmap.o\n")
+    assert matrix.parse_size(out) == {"mm/rmap.o": {"text": 13460, "data": 100, "bss": 8}}
+
+
+def test_ensure_objects_leaves_a_complete_entry_alone(tmp_path, monkeypatch):
+    if not shutil.which("gcc"):
+        pytest.skip("needs gcc")
+    art = _fake_entry(tmp_path, "6.12", "baseline", "")
+    monkeypatch.setattr(kernel, "find_source", _no_source)
+    assert kernel.ensure_objects(art) is art

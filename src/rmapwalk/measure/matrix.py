@@ -231,6 +231,14 @@ def write(out: Path, arts: dict[tuple[str, str], kernel.KernelArtifact],
     return rows
 
 
+def verify(folder: Path) -> list[str]:
+    """The folder's manifest is intact and lists exactly its files, with their checksums
+    (:func:`rmapwalk.dataset.check_manifest` without the files only a run folder needs)."""
+    folder = Path(folder)
+    run_only = tuple(f"{folder / name}: a run folder needs it" for name in dataset.RUN_FILES)
+    return [p for p in dataset.check_manifest(folder) if not p.startswith(run_only)]
+
+
 def _write_csv(path: Path, columns, rows) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")

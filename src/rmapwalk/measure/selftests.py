@@ -15,9 +15,14 @@
    only borrowed from for the cpio writer and busybox): ``/init`` mounts proc, sysfs,
    devtmpfs and a tmpfs, and runs every invocation of the plan one after the other (KSM
    unmerged and stopped before each: ``run=2`` then ``run=0``), each under busybox
-   ``timeout``, in ``/tmp``; the output goes to the second serial port between
-   ``@@RMAPWALK-SELFTEST-BEGIN k`` and ``@@RMAPWALK-SELFTEST-END k status=N`` lines.  The
-   boot is :func:`rmapwalk.measure.vm.boot` (QEMU TCG, 1 GiB, ``numa=fake=2``).
+   ``timeout``, in ``/tmp``; the output goes straight to the second serial port (a tty:
+   stdout is line-buffered, so a test that forks does not print its unflushed buffer twice,
+   as it does into a file) between ``@@RMAPWALK-SELFTEST-BEGIN k`` and
+   ``@@RMAPWALK-SELFTEST-END k status=N`` lines.  The boot is
+   :func:`rmapwalk.measure.vm.boot` (QEMU TCG, 1 GiB, ``numa=fake=2``), one boot per vCPU
+   count of :data:`SMP`: the KSM tests on 1 vCPU, ``migration`` on 3 (a QEMU wrapper
+   appends ``-smp``; the last one counts), since it needs two migrating threads besides its
+   main one, else it skips every test.
 3. **Data**: ``<out>/<base>/<variant>/<test>.tap`` (the TAP the test printed; the KSM
    invocations of ``ksm_tests``, which print no TAP, are turned into one TAP file with a line
    per invocation: exit 0 = ok, 4 (KSFT_SKIP) = ok # SKIP, anything else not ok), the
@@ -53,9 +58,18 @@ from rmapwalk.measure import initramfs, kernel, vm
 KSM_TESTS_ARGS = (("-M", "-p", "10"), ("-U",), ("-Z", "-p", "10", "-z", "0"),
                   ("-Z", "-p", "10", "-z", "1"), ("-N", "-m", "1"), ("-N", "-m", "0"))
 SELFTESTS = ("ksm_functional_tests", "ksm_tests", "migration")
+# ksm_tests' invocations are run this many times in a row: -N -m 1 passed and failed on the
+# same baseline kernel in two boots (timing: its pages_shared check after the merge), so
+# one result per kernel cannot tell a regression from chance.
+KSM_TESTS_ROUNDS = 3
 NUMA_LIBS = {"ksm_tests", "migration"}
 TEST_TIMEOUT = 900          # seconds per invocation, busybox timeout in the guest
 BOOT_TIMEOUT = 3000.0       # the whole boot
+# vCPUs per test (default 1, as the replayer's boots): migration.c wants
+# numa_num_task_cpus() - 1 >= 2 migrating threads, else it skips every test.  The KSM tests
+# stay on 1 vCPU: with 3, ksm_tests -U and -N -m 1 failed once on the baseline (ksmd on
+# another CPU races their pages_shared/pages_sharing checks).
+SMP = {"migration": 3}
 KSFT_SKIP = 4
 BUILD_FORMAT = "1"          # bump when compile_command() changes: the binaries' cache key
 BEGIN = "@@RMAPWALK-SELFTEST-BEGIN"
@@ -72,10 +86,13 @@ class Invocation:
     test: str                   # the .tap file's name
     binary: str
     args: tuple[str, ...] = ()
+    smp: int = 1                # vCPUs of the boot that runs it
+    round: int = 0              # ksm_tests: which of the KSM_TESTS_ROUNDS
 
     @property
     def label(self) -> str:
-        return " ".join((self.binary, *self.args))
+        return " ".join((self.binary, *self.args)) + (f" [round {self.round}]"
+                                                      if self.round else "")
 
 
 def plan(binaries: list[str]) -> list[Invocation]:
@@ -85,9 +102,10 @@ def plan(binaries: list[str]) -> list[Invocation]:
         if name not in binaries:
             continue
         if name == "ksm_tests":
-            out += [Invocation("ksm_tests", name, a) for a in KSM_TESTS_ARGS]
+            out += [Invocation("ksm_tests", name, a, round=r)
+                    for r in range(1, KSM_TESTS_ROUNDS + 1) for a in KSM_TESTS_ARGS]
         else:
-            out.append(Invocation(name, name))
+            out.append(Invocation(name, name, smp=SMP.get(name, 1)))
     return out
 
 
@@ -177,16 +195,18 @@ def build(base: str, *, source: str | None = None) -> Path:
 
 # --- the guest ---------------------------------------------------------------
 
-def init_script(invocations: list[Invocation]) -> str:
+def init_script(invocations: list[Invocation], only: set[int] | None = None) -> str:
+    """/init running ``invocations`` (those whose index is in ``only``, default all)."""
     lines = []
     for k, inv in enumerate(invocations):
+        if only is not None and k not in only:
+            continue
         args = " ".join(inv.args)
         lines.append(f"""echo 2 > $K/run; echo 0 > $K/run
 echo "{BEGIN} {k} {inv.label}" > /dev/ttyS1
 echo "RMAPWALK-SELFTEST {k} {inv.label}"
-cd /tmp; timeout {TEST_TIMEOUT} /selftests/{inv.binary} {args} > /tmp/out.txt 2>&1 < /dev/null
+cd /tmp; timeout {TEST_TIMEOUT} /selftests/{inv.binary} {args} > /dev/ttyS1 2>&1 < /dev/null
 status=$?
-cat /tmp/out.txt > /dev/ttyS1
 echo "{END} {k} status=$status" > /dev/ttyS1
 echo "RMAPWALK-SELFTEST-DONE {k} status=$status\"""")
     body = "\n".join(lines)
@@ -208,18 +228,28 @@ sleep 10
 """
 
 
-def initramfs_for(binaries: Path, invocations: list[Invocation], dest: Path) -> Path:
+def initramfs_for(binaries: Path, invocations: list[Invocation], dest: Path,
+                  only: set[int] | None = None) -> Path:
     d = stat.S_IFDIR | 0o755
     entries = [(n, d, b"") for n in ("bin", "dev", "proc", "sys", "tmp", "selftests")]
     entries += [("dev/console", stat.S_IFCHR | 0o600, b"", (5, 1)),
                 ("bin/busybox", stat.S_IFREG | 0o755, initramfs.BUSYBOX.read_bytes()),
                 ("bin/sh", stat.S_IFLNK | 0o777, b"busybox"),
-                ("init", stat.S_IFREG | 0o755, init_script(invocations).encode())]
-    for name in sorted({i.binary for i in invocations}):
+                ("init", stat.S_IFREG | 0o755, init_script(invocations, only).encode())]
+    for name in sorted({i.binary for k, i in enumerate(invocations)
+                        if only is None or k in only}):
         entries.append((f"selftests/{name}", stat.S_IFREG | 0o755,
                         (binaries / name).read_bytes()))
     dest.write_bytes(initramfs.cpio_archive(entries))
     return dest
+
+
+def _qemu_wrapper(work: Path, smp: int) -> Path:
+    """vm.boot's QEMU command line with ``-smp N`` appended (QEMU takes the last -smp)."""
+    p = work / "qemu-smp"
+    p.write_text(f'#!/bin/sh\nexec {vm.default_qemu()} "$@" -smp {smp}\n')
+    p.chmod(0o755)
+    return p
 
 
 def split_output(stream: str) -> dict[int, tuple[str, int | None]]:
@@ -237,12 +267,25 @@ def split_output(stream: str) -> dict[int, tuple[str, int | None]]:
 
 _TAP_LINE = re.compile(r"^(not ok|ok)\b[^#\n]*(#\s*(\w+))?", re.M)
 _PLAN = re.compile(r"^1\.\.(\d+)", re.M)
+_TOTALS = re.compile(r"^# Totals: pass:(\d+) fail:(\d+) xfail:(\d+) xpass:(\d+) skip:(\d+) "
+                     r"error:(\d+)", re.M)
 
 
 def count_tap(text: str) -> dict[str, int | None]:
-    """Top-level TAP results: pass, fail, skip (``# SKIP``; ``# XFAIL`` counts as pass, a
-    ``not ok`` with ``# TODO`` as skip) and the plan (None without one).  Planned tests
-    without a result line count as failures."""
+    """pass, fail, skip and the plan (None without one) of a TAP document.
+
+    The kselftest's own last top-level ``# Totals: pass:.. fail:.. xfail:.. xpass:.. skip:..
+    error:..`` line when there is one (xfail counts as pass, xpass and error as fail): a test
+    that forks can print result lines twice (ksm_functional_tests' exec'd child prints its
+    own header and totals), the parent's totals come last.  Else the top-level result lines
+    (``# SKIP`` = skip, ``# XFAIL`` = pass, ``not ok`` with ``# TODO`` = skip), and planned
+    tests without a result line count as failures."""
+    plan_m = _PLAN.search(text)
+    planned = int(plan_m.group(1)) if plan_m else None
+    totals = _TOTALS.findall(text)
+    if totals:
+        p, f, xf, xp, sk, err = map(int, totals[-1])
+        return {"pass": p + xf, "fail": f + xp + err, "skip": sk, "planned": planned}
     n = {"pass": 0, "fail": 0, "skip": 0}
     for m in _TAP_LINE.finditer(text):
         directive = (m.group(3) or "").upper()
@@ -252,8 +295,6 @@ def count_tap(text: str) -> dict[str, int | None]:
             n["pass"] += 1
         else:
             n["fail"] += 1
-    plan_m = _PLAN.search(text)
-    planned = int(plan_m.group(1)) if plan_m else None
     if planned is not None and sum(n.values()) < planned:
         n["fail"] += planned - sum(n.values())
     return {**n, "planned": planned}
@@ -273,6 +314,7 @@ def tap_of_invocations(results: list[tuple[Invocation, str, int | None]]) -> str
             why = "did not finish" if status is None else f"exit status {status}"
             lines.append(f"not ok {k} {inv.label} # {why}")
     return "\n".join(lines) + "\n"
+
 
 
 def tap_files(invocations: list[Invocation],
@@ -299,30 +341,38 @@ def tap_files(invocations: list[Invocation],
 # --- one kernel -----------------------------------------------------------------
 
 def run_one(base: str, variant: str, out_root: Path, *, source: str | None = None,
-            accel: str = "tcg", timeout: float = BOOT_TIMEOUT, keep: Path | None = None) -> Path:
-    """Run the base's selftests on one cached kernel; write ``out_root/base/variant/``."""
-    art = kernel.kernel_image(variant, base=base, build=False, source=source)
+            accel: str = "tcg", timeout: float = BOOT_TIMEOUT, keep: Path | None = None,
+            art: kernel.KernelArtifact | None = None) -> Path:
+    """Run the base's selftests on one cached kernel (``art``, default: the cache entry of
+    kernels.yaml's ``base``/``variant``); write ``out_root/base/variant/``."""
+    art = art or kernel.kernel_image(variant, base=base, build=False, source=source)
     binaries = build(base, source=source)
     info = json.loads((binaries / "build.json").read_text())
     invocations = plan(info["built"])
     folder = out_root / base / variant
-    with tempfile.TemporaryDirectory(prefix="rmapwalk-selftests-") as td:
-        work = Path(td)
-        initrd = initramfs_for(binaries, invocations, work / "initramfs.cpio.gz")
-        rc, cmd, booted, wall = vm.boot(art.bzimage, initrd, work, timeout, accel)
-        console = (work / "console.log").read_text(errors="replace")
-        stream = (work / "ttyS1.log").read_text(errors="replace")
-        if keep:
-            keep.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(work / "console.log", keep / f"{base}-{variant}-console.log")
-    if vm.PANIC_RE.search(console):
-        line = next(l for l in console.splitlines() if vm.PANIC_RE.search(l))
-        problem = f"kernel panic or oops: {line.strip()}"
-    elif initramfs.EXIT_MARK not in console:
-        problem = "the guest ended without its exit mark"
-    else:
-        problem = None
-    outputs = split_output(stream)
+    outputs, consoles, boots, problems = {}, [], [], []
+    for smp in sorted({i.smp for i in invocations}):
+        only = {k for k, i in enumerate(invocations) if i.smp == smp}
+        with tempfile.TemporaryDirectory(prefix="rmapwalk-selftests-") as td:
+            work = Path(td)
+            initrd = initramfs_for(binaries, invocations, work / "initramfs.cpio.gz", only)
+            rc, cmd, booted, wall = vm.boot(art.bzimage, initrd, work, timeout, accel,
+                                            qemu=str(_qemu_wrapper(work, smp)))
+            console = (work / "console.log").read_text(errors="replace")
+            stream = (work / "ttyS1.log").read_text(errors="replace")
+            if keep:
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(work / "console.log", keep / f"{base}-{variant}-smp{smp}.log")
+        if vm.PANIC_RE.search(console):
+            line = next(l for l in console.splitlines() if vm.PANIC_RE.search(l))
+            problems.append(f"smp {smp}: kernel panic or oops: {line.strip()}")
+        elif initramfs.EXIT_MARK not in console:
+            problems.append(f"smp {smp}: the guest ended without its exit mark")
+        outputs.update({k: v for k, v in split_output(stream).items() if k in only})
+        consoles.append(f"@@rmapwalk boot: -smp {smp}, invocations {sorted(only)}\n{console}")
+        boots.append({"smp": smp, "invocations": sorted(only), "command": cmd,
+                      "boot_seconds": booted, "wall_seconds": round(wall, 1), "exit": rc})
+    problem = "; ".join(problems) or None
     tmp = folder.parent / f".{variant}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -330,13 +380,12 @@ def run_one(base: str, variant: str, out_root: Path, *, source: str | None = Non
     for test, (text, statuses) in tap_files(invocations, outputs).items():
         (tmp / f"{test}.tap").write_text(text)
         results[test] = {"statuses": statuses, **count_tap(text)}
-    (tmp / "console.log.gz").write_bytes(gzip.compress(console.encode(), mtime=0))
+    (tmp / "console.log.gz").write_bytes(gzip.compress("".join(consoles).encode(), mtime=0))
     dataset.write_manifest(tmp, {
         "kind": "selftests", "base": base, "variant": variant,
         "kernel": art.provenance, "selftests": info,
         "invocations": [i.label for i in invocations], "results": results,
-        "vm": {"command": cmd, "accel": accel, "qemu": vm.qemu_version(),
-               "boot_seconds": booted, "wall_seconds": round(wall, 1), "exit": rc,
+        "vm": {"boots": boots, "accel": accel, "qemu": vm.qemu_version(),
                "problem": problem}})
     if folder.exists():
         shutil.rmtree(folder)
