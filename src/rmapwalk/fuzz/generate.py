@@ -38,7 +38,7 @@ MAX_TARGETS = 3               # regions created by mremap
 MAX_PAGES = 64
 MAX_PROCS = 4
 MAX_STEPS = 25
-MIN_STEPS = 6
+MIN_STEPS = 8
 P_REFUSAL = 0.2
 SIZES = (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48, 64)
 BYTES = (0x11, 0x22, 0x5a, 0xaa, 0x00)
@@ -412,7 +412,7 @@ def _history(seed: int, index: int) -> History:
     MAKERS["fill"](h)
     refuse = rng.random() < P_REFUSAL
     # the middle: kinds drawn by weight until room is left for a merge and walks
-    while len(h.steps) < nsteps - 3:
+    while len(h.steps) < nsteps - 6:      # the end adds at most 6 steps
         kind = _weighted(rng, WEIGHTS)
         MAKERS[kind](h)
     kinds = [k for k, _ in h.steps]

@@ -81,7 +81,9 @@ def _drop_child(steps: Steps, i: int) -> Steps:
 
 
 def _regions_used(steps: Steps) -> dict[str, int]:
-    """Region -> pages the steps touch (1 + the highest page named), for mmap'ed regions."""
+    """Region -> pages the steps name explicitly (1 + the highest page); a whole-region
+    ``fill``, ``pages: all`` and the repeats of a strided ``mprotect`` follow the region's
+    size, so they need only one page."""
     used: dict[str, int] = {}
     for kind, f in steps:
         r = f.get("region")
@@ -90,11 +92,9 @@ def _regions_used(steps: Steps) -> dict[str, int]:
         if isinstance(f.get("pages"), list):
             top = max(f["pages"]) + 1
         elif f.get("pages") == "all" or (kind == "fill" and "pages" not in f):
-            top = 10 ** 9
+            top = f.get("start", 0) + 1
         else:
             top = f.get("start", 0) + f.get("pages", 1)
-        if f.get("stride"):
-            top = 10 ** 9
         used[r] = max(used.get(r, 0), top)
     return used
 
@@ -117,9 +117,10 @@ def shrink_candidates(steps: Steps, mps, focus: dict | None) -> list[Candidate]:
             out.append(([*steps[:i], (kind, {**f, "full_scans": 1}), *steps[i + 1:]], mps))
     used = _regions_used(steps)
     for i, (kind, f) in enumerate(steps):
-        if kind == "mmap" and used.get(f["region"], 0) < f["pages"]:
-            n = max(1, used.get(f["region"], 1))
-            out.append(([*steps[:i], (kind, {**f, "pages": n}), *steps[i + 1:]], mps))
+        need = max(1, used.get(f.get("region"), 1))
+        if kind == "mmap" and need < f["pages"]:
+            for n in sorted({need, max(need, f["pages"] // 2)}):
+                out.append(([*steps[:i], (kind, {**f, "pages": n}), *steps[i + 1:]], mps))
     if mps not in (None, 2):
         out.append((steps, 2))
     return out

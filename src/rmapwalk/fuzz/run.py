@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         minimized.append(_minimize(s, v, dis, capture, strategy[v], out, args.budget))
     t_min = time.monotonic() - t0
 
-    problems = dataset.verify(runs_dir, scenarios=scen_dir, plan=None)
+    wrote = any(getattr(r, "folder", None) for r in captured.values())
+    problems = dataset.verify(runs_dir, scenarios=scen_dir, plan=None) if wrote else []
     for p in problems:
         _say(f"verify: {p}")
     timing = getattr(capture, "timing", None)
