@@ -670,7 +670,7 @@ def details_markdown(claims: list[Claim], level: int = 3) -> str:
                 f"- **Model:** {c.model.text if c.model else 'not modelled'}",
                 f"- **Kernel (VM):** {c.kernel.text}",
                 f"- **Verdict: {c.verdict}**" + (f" — {'; '.join(reasons)}" if reasons else ""),
-                f"- **Source:** {c.source}", ""]
+                f"- **Source:** " + "; ".join(f"`{p.strip()}`" for p in c.source.split(";")), ""]
     return "\n".join(out)
 
 

@@ -20,16 +20,19 @@ LABELS = {"baseline": "baseline [0, ULONG_MAX]", "naive": "naive address >> PAGE
 matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
 
 
-def strategy_bars(table: pd.DataFrame) -> plt.Figure:
-    """Loop iterations per walk for each strategy, and what became of them (address skips,
-    mm skips, rmap_one calls), as grouped bars on a log axis (never stacked: stacked
-    lengths do not add on a log scale).  A zero is written, not drawn."""
+def strategy_bars(table: pd.DataFrame, per: float | None = None,
+                  unit: str = "per walk") -> plt.Figure:
+    """Loop iterations for each strategy, and what became of them (address skips, mm skips,
+    rmap_one calls), as grouped bars on a log axis (never stacked: stacked lengths do not add
+    on a log scale).  The table's totals are divided by ``per`` (e.g. the number of
+    migrations, ``unit="per migration"``), by default by its walks.  A zero is written, not
+    drawn."""
     parts = [("iterations", "all iterations", "#34495e"),
              ("skip_addr", "skipped: address check", "#c0392b"),
              ("skip_mm", "skipped: mm check", "#f39c12"),
              ("rmap_one", "rmap_one (useful)", "#27ae60")]
     fig, ax = plt.subplots(figsize=(7, 0.6 + 1.1 * len(table)))
-    walks = table["walks"].to_numpy(float)
+    walks = table["walks"].to_numpy(float) if per is None else np.full(len(table), float(per))
     h = 0.8 / len(parts)
     top = 1.0
     for i, (key, label, color) in enumerate(parts):
@@ -43,7 +46,7 @@ def strategy_bars(table: pd.DataFrame) -> plt.Figure:
     ax.set_xlim(0.8, top * 30)
     ax.set_yticks(np.arange(len(table)), [LABELS.get(s, s) for s in table.index], fontsize=9)
     ax.invert_yaxis()
-    ax.set_xlabel("per walk (log scale; bars of 0 are left out, their value is written)")
+    ax.set_xlabel(f"loop iterations {unit} (log scale; a 0 is written, not drawn)")
     ax.legend(loc="lower right", fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
