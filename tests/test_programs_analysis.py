@@ -1,0 +1,153 @@
+"""rmapwalk.analysis.programs: reads real-program runs only through the verified reader, and
+its tables say what the events say; the committed data/programs verifies; the chapter's
+notebook runs on it."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from rmapwalk import contract, dataset, paths
+from rmapwalk.analysis import programs as P
+
+EVENT_COLUMNS = ("seq", "task", "task_pid", "cpu", "timestamp", "step", "op", "target_pid",
+                 "target_comm", "page_type", "reason", "rmap_one_fn", "iterations",
+                 "skip_addr", "skip_mm", "rmap_one", "duration_ns", "pfn", "index")
+
+
+def _csv(path: Path, columns, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _ev(op, kind, reason, it, sa, sm, calls, ns, seq=0):
+    return {"seq": seq, "task": "launcher", "task_pid": 9, "cpu": 0, "timestamp": "1.0",
+            "step": 0 if op else "", "op": op, "target_pid": 70 if op else "",
+            "target_comm": "java" if op else "", "page_type": kind, "reason": reason,
+            "rmap_one_fn": "x", "iterations": it, "skip_addr": sa, "skip_mm": sm,
+            "rmap_one": calls, "duration_ns": ns, "pfn": 1, "index": 2}
+
+
+def _run(root: Path, wl: Path, variant: str, run: int, events: list[dict]) -> Path:
+    from rmapwalk import kernels
+    kl = kernels.load()
+    folder = dataset.run_folder(root, "toy", kl.default_base, variant, run)
+    folder.mkdir(parents=True)
+    _csv(folder / "events.csv", EVENT_COLUMNS, events)
+    _csv(folder / "walks.csv", contract.MEASURED_WALK_COLUMNS, [])
+    _csv(folder / "outcomes.csv", contract.OUTCOME_COLUMNS, [])
+    _csv(folder / "triggers.csv", ("step", "op", "pid", "comm", "result", "errno", "pages",
+                                   "seconds", "walks", "ksm_walks"),
+         [{"step": 0, "op": "migrate", "pid": 70, "comm": "java", "result": 5, "errno": "0",
+           "pages": 0, "seconds": 0.1, "walks": len(events), "ksm_walks": 1}])
+    for name in ("trace.txt.gz", "console.log.gz"):
+        (folder / name).write_bytes(b"")
+    dataset.write_manifest(folder, {
+        "kernel": {"base": kl.default_base, "variant": variant},
+        "scenario": {"name": "toy", "sha256": dataset.sha256_file(wl)},
+        "workload": {"command": ["/usr/bin/java"], "debian_packages": {"openjdk": "17"}},
+        "timing": {"host_wall_seconds": 10.0},
+        "summary": {"pgmigrate_success": 100, "pgmigrate_fail": 0, "migrate_not_migrated": 5,
+                    "ksm_before": {"pages_shared": 1, "pages_sharing": 5},
+                    "processes": [{"pid": 70, "ppid": 1, "comm": "java", "vmas": 10,
+                                   "anon_vmas": 6, "prot_runs": 1, "vmas_in_prot_runs": 3,
+                                   "longest_prot_run": 3, "ksm_stat": {"ksm_rmap_items": 9},
+                                   "numa_before": {"N0": 50}, "numa_after": {"N1": 50}}]}})
+    return folder
+
+
+@pytest.fixture
+def tree(tmp_path):
+    wl = tmp_path / "workloads"
+    wl.mkdir()
+    (wl / "toy.yaml").write_text("name: toy\ncommand: [/usr/bin/java]\nwarmup_seconds: 1\n")
+    root = tmp_path / "programs"
+    # baseline: a KSM walk over a 4-VMA anon_vma, 2 mappings, both passes: 16 iterations
+    _run(root, wl / "toy.yaml", "baseline", 1, [
+        _ev("migrate", "ksm", "migrate_remap", 16, 12, 2, 2, 4000),
+        _ev("migrate", "anon", "migrate_remap", 1, 0, 0, 1, 1000, 1),
+        _ev("", "anon", "migrate_unmap", 1, 0, 0, 1, 500, 2)])
+    _run(root, wl / "toy.yaml", "patched", 1, [
+        _ev("migrate", "ksm", "migrate_remap", 4, 0, 2, 2, 1000),
+        _ev("migrate", "anon", "migrate_remap", 1, 0, 0, 1, 1000, 1)])
+    return root, wl
+
+
+def test_tables_from_events(tree):
+    root, wl = tree
+    data = P.load(root, wl)
+    t = P.table(data).set_index("kernel")
+    assert list(t.index) == ["baseline", "patched"]
+    assert t.loc["baseline", "ksm_walks"] == 1 and t.loc["baseline", "iter_max"] == 16
+    assert t.loc["baseline", "skip_ratio"] == pytest.approx(12 / 16)
+    assert t.loc["patched", "skip_ratio"] == 0
+    assert t.loc["baseline", "all_walks"] == 2          # the walk outside a trigger is not counted
+    assert t.loc["baseline", "migrated"] == 100 and t.loc["baseline", "not_migrated"] == 5
+    sav = P.savings(P.table(data)).iloc[0]
+    assert sav["ksm_time_removed"] == pytest.approx(0.75)
+    assert sav["ksm_share_of_walk_time"] == pytest.approx(0.8)
+    est = P.anon_vma_estimate(data)
+    assert est["chains_per_mapping"].tolist() == [4.0]
+    pts = P.map_points(data)
+    assert pts.iloc[0]["chains_median"] == 4.0
+    survey = P.vma_survey(data)
+    assert survey.iloc[0]["longest_prot_run"] == 3
+    closing = P.closing_table(data)
+    assert {"ksm_walks", "iter_median", "iter_max", "skip_ratio", "migrated",
+            "not_migrated"} <= set(closing.columns)
+    assert "toy" in P.walks_text(data) and "not migrated" in P.matter_text(data, P.table(data))
+
+
+def test_tampered_or_edited_runs_are_refused(tree):
+    root, wl = tree
+    f = next(p for p in root.rglob("events.csv") if "baseline" in str(p))
+    f.write_text(f.read_text().replace(",16,", ",17,"))
+    with pytest.raises(dataset.DataIntegrityError, match="events.csv"):
+        P.load(root, wl)
+    assert P.load(root, wl, include_unverified=True)["runs"]["verified"].tolist().count(False) == 1
+
+
+def test_edited_workload_is_refused(tree):
+    root, wl = tree
+    (wl / "toy.yaml").write_text("name: toy\ncommand: [/usr/bin/java, -X]\nwarmup_seconds: 1\n")
+    with pytest.raises(dataset.DataIntegrityError, match="another text"):
+        P.load(root, wl)
+
+
+COMMITTED = paths.DATA / "programs"
+
+
+@pytest.mark.skipif(not COMMITTED.is_dir(), reason="no data/programs")
+def test_committed_programs_verify_and_have_ksm_walks():
+    assert dataset.verify(COMMITTED, scenarios=paths.DATA / "workloads", plan=None) == []
+    data = P.load(COMMITTED)
+    t = P.table(data)
+    assert (t["ksm_walks"] > 0).all(), t
+    for _, r in data["runs"].iterrows():
+        man = dataset.read_manifest(Path(r["folder"]))
+        assert man["workload"]["debian_packages"], r["folder"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not COMMITTED.is_dir(), reason="no data/programs")
+def test_notebook_runs_on_committed_data(tmp_path):
+    import papermill as pm
+    out = tmp_path / "real-programs.ipynb"
+    pm.execute_notebook(str(paths.NOTEBOOKS / "real-programs.ipynb"), str(out),
+                        parameters={"vmas": [1, 3, 10, 100], "children": [0, 2]},
+                        kernel_name="python3", cwd=str(paths.NOTEBOOKS), progress_bar=False)
+    text = json.dumps(json.loads(out.read_text()))
+    assert "KSM walks per run on baseline" in text
+
+
+def test_notebook_rejects_a_bad_parameter(tmp_path):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError, match="vmas"):
+        pm.execute_notebook(str(paths.NOTEBOOKS / "real-programs.ipynb"),
+                            str(tmp_path / "out.ipynb"), parameters={"vmas": [10, -5]},
+                            kernel_name="python3", cwd=str(paths.NOTEBOOKS),
+                            progress_bar=False)
