@@ -18,7 +18,9 @@ EVENT_COLUMNS = ("seq", "task", "task_pid", "cpu", "timestamp", "step", "op", "t
 
 
 def _csv(path: Path, columns, rows):
-    with open(path, "w", newline="") as f:
+    import gzip
+    with (gzip.open(path, "wt", newline="") if path.suffix == ".gz" else
+          open(path, "w", newline="")) as f:
         w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
@@ -37,7 +39,7 @@ def _run(root: Path, wl: Path, variant: str, run: int, events: list[dict]) -> Pa
     kl = kernels.load()
     folder = dataset.run_folder(root, "toy", kl.default_base, variant, run)
     folder.mkdir(parents=True)
-    _csv(folder / "events.csv", EVENT_COLUMNS, events)
+    _csv(folder / "events.csv.gz", EVENT_COLUMNS, events)
     _csv(folder / "walks.csv", contract.MEASURED_WALK_COLUMNS, [])
     _csv(folder / "outcomes.csv", contract.OUTCOME_COLUMNS, [])
     _csv(folder / "triggers.csv", ("step", "op", "pid", "comm", "result", "errno", "pages",
@@ -104,9 +106,9 @@ def test_tables_from_events(tree):
 
 def test_tampered_or_edited_runs_are_refused(tree):
     root, wl = tree
-    f = next(p for p in root.rglob("events.csv") if "baseline" in str(p))
-    f.write_text(f.read_text().replace(",16,", ",17,"))
-    with pytest.raises(dataset.DataIntegrityError, match="events.csv"):
+    f = next(p for p in root.rglob("triggers.csv") if "baseline" in str(p))
+    f.write_text(f.read_text().replace(",5,", ",6,"))
+    with pytest.raises(dataset.DataIntegrityError, match="triggers.csv"):
         P.load(root, wl)
     assert P.load(root, wl, include_unverified=True)["runs"]["verified"].tolist().count(False) == 1
 

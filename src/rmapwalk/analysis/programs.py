@@ -5,7 +5,7 @@ Reads the run folders of ``data/programs/<workload>/<base>/<variant>/run-<k>/`` 
 files ``data/workloads/*.yaml`` as the committed "scenarios", so a run whose files, manifest
 or workload text changed is refused, naming the file.
 
-What a run's tables say (see :mod:`rmapwalk.measure.programs`): ``events.csv`` has every
+What a run's tables say (see :mod:`rmapwalk.measure.programs`): ``events.csv.gz`` has every
 ``rmap:rmap_walk`` event with the trace line's task and the trigger it fell in (``op``
 migrate or idle, target pid and comm); a *KSM walk* here is an event with ``page_type`` ksm
 inside a trigger.  Its counters are summed over the KSM page's rmap_items and both passes of
@@ -60,7 +60,7 @@ def load(root: str | Path = PROGRAMS, workloads: str | Path = WORKLOADS, *,
                      "host_seconds": (man.get("timing") or {}).get("host_wall_seconds"),
                      "ksm_pages_shared": (s.get("ksm_before") or {}).get("pages_shared"),
                      "ksm_pages_sharing": (s.get("ksm_before") or {}).get("pages_sharing")})
-        e = pd.read_csv(r.folder / "events.csv", keep_default_na=False)
+        e = pd.read_csv(r.folder / "events.csv.gz", keep_default_na=False)
         events.append(e.assign(**key))
         t = pd.read_csv(r.folder / "triggers.csv", keep_default_na=False)
         triggers.append(t.assign(**key))

@@ -32,12 +32,13 @@ paths (``/tmp``, ``/run``, ``/var/tmp``, ``/dev/shm``) inside it, brings up loop
 The run folder (:mod:`rmapwalk.dataset` layout, under ``data/programs/`` by default)::
 
     <out>/<workload>/<base>/<variant>/run-<k>/
-        walks.csv       contract.MEASURED_WALK_COLUMNS, one row per rmap walk made inside a
-                        trigger: step = the trigger's number, region = '-' and page = 0 (a
-                        whole-process trigger has no scenario region or page), proc = the
-                        target pid
-        events.csv      every rmap_walk event of the trace (also those outside triggers) with
-                        the trace line's task name and pid, the trigger and its target
+        walks.csv       contract.MEASURED_WALK_COLUMNS, one row per walk of a KSM page made
+                        inside a trigger (the walks the series changes): step = the trigger's
+                        number, region = '-' and page = 0 (a whole-process trigger has no
+                        scenario region or page), proc = the target pid
+        events.csv.gz   every rmap_walk event of the trace (ksm, anon and file; also those
+                        outside triggers) with the trace line's task name and pid, the trigger
+                        and its target (gzip'ed: a JVM's migration walks ~60,000 pages)
         triggers.csv    one row per trigger: op, pid, comm, result (migrate_pages' pages not
                         migrated; idle: bitmap words), pages (idle), seconds, walks
         outcomes.csv    contract.OUTCOME_COLUMNS, header only: per-page outcomes do not exist
@@ -781,9 +782,15 @@ def capture_one(wl: Workload, base: str, variant: str, image: Path, provenance: 
     try:
         (staging / "trace.txt.gz").write_bytes(gzip.compress(trace_text.encode(), 6, mtime=0))
         (staging / "console.log.gz").write_bytes(gzip.compress(console.encode(), 6, mtime=0))
-        _write_csv(staging / "walks.csv", contract.MEASURED_WALK_COLUMNS, parsed.walks)
+        _write_csv(staging / "walks.csv", contract.MEASURED_WALK_COLUMNS,
+                   [w for w in parsed.walks if w["page_type"] == "ksm"])
         _write_csv(staging / "outcomes.csv", contract.OUTCOME_COLUMNS, [])
-        _write_csv(staging / "events.csv", EVENT_COLUMNS, parsed.events)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=EVENT_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(parsed.events)
+        (staging / "events.csv.gz").write_bytes(gzip.compress(buf.getvalue().encode(), 6,
+                                                              mtime=0))
         _write_csv(staging / "triggers.csv", TRIGGER_COLUMNS, trig_rows)
         _write_csv(staging / "processes.csv", PROCESS_COLUMNS, procs)
         (staging / "info").mkdir()
