@@ -243,12 +243,15 @@ def _minimize(s: sc.Scenario, variant: str, dis: list, capture, strategy: str, o
             focus = {"step": first, "region": region, "page": int(page)}
             break
     name = f"{s.name}-min-{variant}"
+    doc = yaml.safe_load(Path(s.path).read_text())
+    prune = (doc.get("ksm") or {}).get("stable_node_chains_prune_millisecs")
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
     counter = [0]
 
     def text_of(c) -> str:
         return gen.render(name, f"{s.name} minimized on {variant} by rmapwalk fuzz: "
-                          f"{dis[0].what}", c[0], c[1], {"minimized_from": s.name})
+                          f"{dis[0].what}", c[0], c[1], {"minimized_from": s.name},
+                          prune)
 
     def valid(c) -> bool:
         return bool(c[0]) and mz.loads_ok(text_of(c))
