@@ -242,9 +242,13 @@ class Kernel:
         folio = self.procs[proc].pte.get(addr)
         if folio is None:
             return "error", NOT_PRESENT
+        # The replayer drains the LRU batch before each page_idle write (madvise(MADV_COLD)
+        # of a page of its own: mm/madvise.c madvise_cold -> lru_add_drain), because when the
+        # batch fills up depends on its own faults; without that, a folio still in the batch
+        # is not on the LRU and mm/page_idle.c page_idle_get_folio() returns NULL: the bit is
+        # written, but there is no walk.
+        self.lru.lru_add_drain()
         if not folio.lru:
-            # mm/page_idle.c page_idle_get_folio(): !folio_test_lru -> NULL: the bit is
-            # written, but no walk (the folio still waits in the LRU batch, model/swap.py).
             return "ok", ""
         key = (folio.id, self.generation)
         rec = self._memo.get(key)

@@ -42,6 +42,9 @@
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
+#ifndef MADV_COLD
+#define MADV_COLD 20
+#endif
 
 enum op_kind { OP_MMAP, OP_FILL, OP_MPROTECT, OP_MERGEABLE, OP_KSM_MERGE, OP_FORK,
 	       OP_MREMAP, OP_MUNMAP, OP_MIGRATE, OP_IDLE };
@@ -91,6 +94,7 @@ static int (*cmd_pipe)[2];
 static int my_id = -1;		/* -1: the controller */
 static int marker_fd = -1;
 static int pagemap_fd = -1, pagemap_owner = -1;
+static void *lru_drain_page;	/* one page of our own, never touched: see lru_drain() */
 static volatile int current_step;
 
 /* --- errors ------------------------------------------------------------------------- */
@@ -613,6 +617,22 @@ static int do_migrate(const struct op *o)
 		      my_id, after == target ? "moved" : "stayed", before, after);
 }
 
+/*
+ * A new folio waits in this CPU's LRU batch (mm/swap.c folio_add_lru, 31 folios) until the
+ * batch fills up or is drained, and until then page_idle does not walk it (mm/page_idle.c
+ * page_idle_get_folio: !folio_test_lru).  When the batch fills up depends on our own faults
+ * (start-up, copy-on-write after fork), which differ from run to run, so drain it before each
+ * page_idle write: madvise(MADV_COLD) of a page we never touched calls lru_add_drain() and
+ * nothing else (mm/madvise.c madvise_cold).  The guest has one CPU, so that is every batch.
+ */
+static int lru_drain(void)
+{
+	if (madvise(lru_drain_page, PAGE_SIZE, MADV_COLD))
+		return fail("madvise(MADV_COLD) to drain the LRU batch: %s (%s)", errname(errno),
+			    strerror(errno));
+	return 0;
+}
+
 static int do_idle(const struct op *o)
 {
 	unsigned long addr = (unsigned long)page_addr(o->a[0], o->a[1]);
@@ -638,6 +658,8 @@ static int do_idle(const struct op *o)
 			      regions[o->a[0]].name, o->a[1], my_id);
 	pfn = entry & ((1ULL << 55) - 1);	/* Documentation/admin-guide/mm/pagemap.rst */
 	bits = 1ULL << (pfn % 64);
+	if (lru_drain())
+		return -1;
 	fd = open(idle_path, O_WRONLY);
 	if (fd < 0)
 		return fail("open %s: %s (%s)", idle_path, errname(errno), strerror(errno));
@@ -877,6 +899,9 @@ int main(int argc, char **argv)
 		die("usage: %s [-m TRACE_MARKER] [-k KSM_DIR] [-f FILE_DIR] [-i IDLE_BITMAP] PROGRAM",
 		    argv[0]);
 	read_program(argv[optind]);
+	lru_drain_page = mmap(NULL, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (lru_drain_page == MAP_FAILED)
+		die("mmap of the LRU drain page: %s", strerror(errno));
 	sigaction(SIGSEGV, &sa, NULL);
 	sigaction(SIGBUS, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
