@@ -389,3 +389,22 @@ def test_ensure_objects_leaves_a_complete_entry_alone(tmp_path, monkeypatch):
     art = _fake_entry(tmp_path, "6.12", "baseline", "")
     monkeypatch.setattr(kernel, "find_source", _no_source)
     assert kernel.ensure_objects(art) is art
+
+
+def test_captures_check_against_the_model(tmp_path):
+    from rmapwalk import paths
+    from rmapwalk.measure import matrix
+    src = paths.TRACES / "ci-small" / "6.12" / "patched" / "run-1"
+    if not (src / "walks.csv").is_file():
+        pytest.skip("no committed ci-small run")
+    dest = tmp_path / "ci-small" / "6.12" / "patched" / "run-1"
+    shutil.copytree(src, dest)
+    (row,) = matrix.check_captures(tmp_path)
+    assert row["agree"] and row["verified"] and row["strategy"] == "pgoff"
+    assert row["walks_measured"] == row["walks_model"] > 0
+    lines = (dest / "walks.csv").read_text().splitlines()
+    lines = lines[:-1]                                   # the kernel lost its last walk
+    (dest / "walks.csv").write_text("\n".join(lines) + "\n")
+    (row,) = matrix.check_captures(tmp_path)
+    assert not row["agree"] and not row["verified"] and "only in the model" in \
+        row["first_difference"]

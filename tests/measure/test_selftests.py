@@ -75,10 +75,11 @@ def test_tap_files_keep_native_tap_and_group_ksm_tests():
     assert st.count_tap(files["ksm_tests"][0])["pass"] == 6 * st.KSM_TESTS_ROUNDS
 
 
-def _fake_result(root: Path, base: str, variant: str, results: dict) -> None:
+def _fake_result(root: Path, base: str, variant: str, results: dict, tap: str = "") -> None:
     d = root / base / variant
     d.mkdir(parents=True)
-    (d / "x.tap").write_text("TAP version 13\n")
+    for test in results:
+        (d / f"{test}.tap").write_text(tap or "TAP version 13\n")
     dataset.write_manifest(d, {"kind": "selftests", "base": base, "variant": variant,
                                "results": results})
 
@@ -86,16 +87,36 @@ def _fake_result(root: Path, base: str, variant: str, results: dict) -> None:
 def test_summary_table_and_findings(tmp_path):
     ok = {"pass": 8, "fail": 0, "skip": 1, "planned": 9, "statuses": [0]}
     bad = {"pass": 7, "fail": 1, "skip": 1, "planned": 9, "statuses": [1]}
-    _fake_result(tmp_path, "6.12", "baseline", {"ksm_functional_tests": ok})
-    _fake_result(tmp_path, "6.12", "merged", {"ksm_functional_tests": bad})
-    _fake_result(tmp_path, "6.12", "patched", {"ksm_functional_tests": ok})
+    good_tap = "1..3\nok 1 a\nok 2 b # SKIP x\nok 3 c\n"
+    bad_tap = "1..3\nok 1 a\nok 2 b # SKIP x\nnot ok 3 c\n"
+    _fake_result(tmp_path, "6.12", "baseline", {"ksm_functional_tests": ok}, good_tap)
+    _fake_result(tmp_path, "6.12", "merged", {"ksm_functional_tests": bad}, bad_tap)
+    _fake_result(tmp_path, "6.12", "patched", {"ksm_functional_tests": ok}, good_tap)
     rows = st.write_summary(tmp_path)
     assert [(r["variant"], r["fail"]) for r in rows] == [("baseline", 0), ("merged", 1),
                                                           ("patched", 0)]
-    assert st.findings(rows) == ["6.12/merged: ksm_functional_tests fails 1 (baseline 0)"]
+    assert rows[1]["failed"] == "c" and rows[0]["passed"] == "a; c"
+    assert st.findings(rows) == ["6.12/merged: ksm_functional_tests: c fails, the baseline "
+                                 "passes it"]
     md = (tmp_path / "summary.md").read_text()
     assert "| ksm_functional_tests | 8/0/1 | 8/0/1 | 7/1/1 |" in md    # kernels.yaml order
     assert (tmp_path / "summary.csv").read_text().splitlines()[0] == ",".join(st.SUMMARY_COLUMNS)
+
+
+def test_a_case_the_baseline_fails_once_is_not_a_finding(tmp_path):
+    """ksm_tests -N -m 1 failed in one of three rounds on the baseline: flaky there."""
+    r = {"pass": 2, "fail": 1, "skip": 0, "planned": 3, "statuses": [0, 1, 0]}
+    base_tap = ("1..3\nok 1 ksm_tests -N -m 1 [round 1]\nnot ok 2 ksm_tests -N -m 1 [round 2] "
+                "# exit status 1\nok 3 ksm_tests -U [round 1]\n")
+    var_tap = ("1..3\nnot ok 1 ksm_tests -N -m 1 [round 1] # exit status 1\n"
+               "not ok 2 ksm_tests -N -m 1 [round 2] # exit status 1\n"
+               "not ok 3 ksm_tests -U [round 1] # exit status 1\n")
+    _fake_result(tmp_path, "6.1", "baseline", {"ksm_tests": r}, base_tap)
+    _fake_result(tmp_path, "6.1", "naive", {"ksm_tests": r}, var_tap)
+    rows = st.summary(tmp_path)
+    assert rows[0]["failed"] == "ksm_tests -N -m 1" and rows[0]["passed"] == "ksm_tests -U"
+    assert st.findings(rows) == ["6.1/naive: ksm_tests: ksm_tests -U fails, the baseline "
+                                 "passes it"]
 
 
 def test_initramfs_holds_busybox_init_and_the_binaries(tmp_path):

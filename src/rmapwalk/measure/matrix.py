@@ -20,6 +20,11 @@ command; objects missing from an older cache entry are made with
     ``build.json`` (the cache entry's provenance).
 ``<out>/<base>/bloat-o-meter/<old>..<new>.<object>.txt``
     ``scripts/bloat-o-meter`` of the base's own tree, per comparison and object.
+``<out>/captures-check.csv`` (with ``--captures DIR``)
+    per captured run under DIR (``<scenario>/<base>/<variant>/run-k``, e.g. a
+    ``rmapwalk capture ... --out DIR`` of data/scenarios/ci-small.yaml): does it verify, how
+    many walks it has and the model (the variant's strategy) has, whether they agree walk by
+    walk on the simulator's columns, and the first difference.
 ``<out>/manifest.json``
     :func:`rmapwalk.dataset.write_manifest` over all of it (every file's sha256), with the
     kernels' provenance.
@@ -58,6 +63,11 @@ MATRIX_COLUMNS = (
     "build_seconds")
 DELTA_COLUMNS = ("base", "old", "new", "what", "object", "old_text", "new_text", "delta_text",
                  "old_text_symbols", "new_text_symbols", "delta_text_symbols")
+
+
+CHECK_COLUMNS = ("scenario", "base", "variant", "run", "strategy", "verified", "walks_measured",
+                 "walks_model", "agree", "walks_differing", "first_difference",
+                 "manifest_sha256")
 
 
 class ReportError(RuntimeError):
@@ -152,13 +162,47 @@ def _bloat_script(base: str, source: str | None) -> Path | None:
     return None
 
 
+def check_captures(root: Path) -> list[dict]:
+    """Each captured run under ``root`` against the model, walk by walk (the simulator's
+    columns, :data:`rmapwalk.contract.COLUMNS`), the way tests/measure/test_vm_e2e.py does."""
+    from rmapwalk import contract, scenario as scenario_mod, simulate
+    kl = kernel_list.load()
+    rows = []
+    for run in dataset.runs(root, include_unverified=True, plan=None):
+        doc = dataset.read_manifest(run.folder)
+        sc_file = paths.SCENARIOS / f"{run.scenario}.yaml"
+        with open(run.folder / "walks.csv") as f:
+            measured = [{c: r[c] for c in contract.COLUMNS} for r in csv.DictReader(f)]
+        strategy = kl.strategy(run.variant)
+        model = [{c: str(v) for c, v in w.items()}
+                 for w in simulate.simulate_walks(scenario_mod.load(sc_file), strategy)]
+        differing = [i for i, (a, b) in enumerate(zip(measured, model)) if a != b]
+        first = ""
+        if differing:
+            i = differing[0]
+            first = f"walk {i}: " + ", ".join(
+                f"{c} measured {measured[i][c]} model {model[i][c]}"
+                for c in contract.COLUMNS if measured[i][c] != model[i][c])
+        elif len(measured) != len(model):
+            first = f"walk {min(len(measured), len(model))}: only in the " + \
+                ("kernel" if len(measured) > len(model) else "model")
+        rows.append({"scenario": run.scenario, "base": run.base, "variant": run.variant,
+                     "run": run.run, "strategy": strategy, "verified": not run.problems,
+                     "walks_measured": len(measured), "walks_model": len(model),
+                     "agree": not differing and len(measured) == len(model),
+                     "walks_differing": len(differing) + abs(len(measured) - len(model)),
+                     "first_difference": first,
+                     "manifest_sha256": doc.get("manifest_sha256", "")})
+    return rows
+
+
 def collect(base: str, variant: str, *, source: str | None = None) -> kernel.KernelArtifact:
     art = kernel.kernel_image(variant, base=base, build=False, source=source)
     return kernel.ensure_objects(art, source=source)
 
 
 def write(out: Path, arts: dict[tuple[str, str], kernel.KernelArtifact],
-          bloat: dict[str, Path | None]) -> list[dict]:
+          bloat: dict[str, Path | None], checks: list[dict] | None = None) -> list[dict]:
     """Write the report of ``arts`` ((base, variant) -> cache entry) into ``out`` (replaced
     as a whole, via a temporary folder next to it); return the matrix rows."""
     kl = kernel_list.load()
@@ -216,6 +260,8 @@ def write(out: Path, arts: dict[tuple[str, str], kernel.KernelArtifact],
                         bloat_o_meter(script, files_old[o], files_new[o]))
         _write_csv(tmp / "matrix.csv", MATRIX_COLUMNS, rows)
         _write_csv(tmp / "text-deltas.csv", DELTA_COLUMNS, deltas)
+        if checks is not None:
+            _write_csv(tmp / "captures-check.csv", CHECK_COLUMNS, checks)
         dataset.write_manifest(tmp, {
             "kind": "kernel-matrix",
             "command": "rmapwalk kernel report --out " + str(out),
@@ -274,6 +320,8 @@ def add_arguments(sub) -> None:
     p.add_argument("--out", default=str(paths.ROOT / "data" / "kernels"),
                    help="data folder, replaced as a whole (default data/kernels)")
     p.add_argument("--source", help="kernel tree or tarball (default: the base's package)")
+    p.add_argument("--captures", help="a capture folder (<scenario>/<base>/<variant>/run-k) "
+                   "to check against the model into captures-check.csv")
 
 
 def run(args) -> int:
@@ -283,9 +331,14 @@ def run(args) -> int:
         arts = {(b, v): collect(b, v, source=args.source)
                 for b, v in kl.builds() if b in bases}
         bloat = {b: _bloat_script(b, args.source) for b in bases}
-        rows = write(Path(args.out), arts, bloat)
+        checks = check_captures(Path(args.captures)) if args.captures else None
+        rows = write(Path(args.out), arts, bloat, checks)
     except (ReportError, kernel.KernelBuildError) as e:
         print(f"rmapwalk kernel report: {e}", file=sys.stderr)
         return 1
     sys.stdout.write(markdown(rows, Path(args.out) / "text-deltas.csv"))
+    for c in checks or []:
+        print(f"{c['scenario']} {c['base']}/{c['variant']} run-{c['run']}: "
+              f"{c['walks_measured']} walks, model {c['walks_model']}: "
+              f"{'agree' if c['agree'] else 'DIFFER: ' + c['first_difference']}")
     return 0
