@@ -102,7 +102,14 @@ class _Program:
     next_child: int = 1
 
 
+def _not_mapped_elsewhere(p: _Program, s: Step, region: str) -> None:
+    """A region created by one process (mmap, or an mremap target) is all hole in the processes
+    that exist already: madvise over it fails with ENOMEM there (mm/madvise.c)."""
+    p.holes |= {(q, region) for q in range(p.next_child) if q != s.proc}
+
+
 def _mmap(p: _Program, s: Step) -> list[str]:
+    _not_mapped_elsewhere(p, s, s["region"])
     return [f"mmap {p.rids[s['region']]}"]
 
 
@@ -139,6 +146,7 @@ def _mremap(p: _Program, s: Step) -> list[str]:
     if s["pages"] != p.sizes[s["to"]]:
         raise AssertionError("scenario.regions and mremap disagree")
     p.holes.add((s.proc, s["region"]))
+    _not_mapped_elsewhere(p, s, s["to"])
     return [f"mremap {p.rids[s['region']]} {s['start']} {s['pages']} {p.rids[s['to']]}"]
 
 

@@ -127,6 +127,14 @@ class Ksm:
         each scan starts at ``ksm_mm_head``, which is where ksmd's batch ends a scan."""
         target = self.seqnr + n
         while self.seqnr < target:
+            if not self.mm_slots:
+                # scan_get_next_rmap_item(): "if (list_empty(&ksm_mm_head.slot.mm_node))
+                # return NULL" before the scan starts: full_scans never grows, and the
+                # replayer's ksm_merge gives up after its timeout.
+                from .mm import ModelError
+                raise ModelError("ETIMEDOUT", "finds no process registered with KSM (no "
+                                 "mergeable VMA), so no full scan completes",
+                                 "mm/ksm.c scan_get_next_rmap_item")
             self._scan(kernel)
 
     def _scan(self, kernel) -> None:
