@@ -75,7 +75,7 @@ verify-data: $(STAMP)
 #   parameters), rewritten on every build since the commit can change without any
 #   prerequisite changing;
 # - the front page's verdict, taken from what the executed claim notebook glued.
-.PHONY: pdf book-config
+.PHONY: pdf print-pdf book-config
 ARCHIVE := $(GENERATED)/rmapwalk-data.tar.gz
 $(ARCHIVE): $(DATA_FILES) $(STAMP) | $(GENERATED)
 	$(BIN)python -m rmapwalk.analysis.provenance archive $@
@@ -119,13 +119,15 @@ endef
 book: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
 	$(BIN)jupyter-book build book/ $(JB_FLAGS) $(BOOK_CONFIG)
 	@echo "book: book/_build/html/index.html"
-ifneq ($(shell command -v chromium),)
-	$(print-pdf)
-else
-	@echo "book: no chromium, no PDF (make browser installs it as root)"
-endif
+	@if command -v chromium >/dev/null; then $(MAKE) --no-print-directory print-pdf; \
+	else echo "book: no chromium, no PDF (make browser installs it as root)"; fi
 
 pdf: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
+	$(print-pdf)
+
+# the printing alone, for `make book` (checked for chromium when its recipe runs, which may
+# be after `make browser` installed it in the same make)
+print-pdf:
 	$(print-pdf)
 
 # --- one rerun with other parameters ---------------------------------------------------
