@@ -86,6 +86,10 @@ $(GENERATED)/build-info.md: $(EXECUTED) $(ARCHIVE) FORCE
 $(GENERATED)/verdict.md: $(GENERATED)/claim.ipynb
 	$(BIN)python -m rmapwalk.analysis.provenance verdict $@ $<
 
+# the patches page's table of kernels, from kernel-config/kernels.yaml
+$(GENERATED)/kernels.md: kernel-config/kernels.yaml $(STAMP) | $(GENERATED)
+	$(BIN)python -m rmapwalk.analysis.provenance kernels $@
+
 # The repository button's URL: REPO_URL=https://... , by default the git remote `origin` (if
 # any); with one, the book is built from a copy of _config.yml that carries it.
 REPO_URL ?= $(shell git remote get-url origin 2>/dev/null | sed -E 's|^git@([^:]+):|https://\1/|; s|\.git$$||')
@@ -116,13 +120,13 @@ define print-pdf
 	@echo "pdf: $(PDF)"
 endef
 
-book: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
+book: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md $(GENERATED)/kernels.md book-config
 	$(BIN)jupyter-book build book/ $(JB_FLAGS) $(BOOK_CONFIG)
 	@echo "book: book/_build/html/index.html"
 	@if command -v chromium >/dev/null; then $(MAKE) --no-print-directory print-pdf; \
 	else echo "book: no chromium, no PDF (make browser installs it as root)"; fi
 
-pdf: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md book-config
+pdf: $(EXECUTED) $(GENERATED)/build-info.md $(GENERATED)/verdict.md $(GENERATED)/kernels.md book-config
 	$(print-pdf)
 
 # the printing alone, for `make book` (checked for chromium when its recipe runs, which may

@@ -29,6 +29,7 @@ def test_book_builds(tmp_path):
     (book / "_generated" / "build-info.md").write_text(provenance.build_info(book / "_generated"))
     (book / "_generated" / "verdict.md").write_text(
         provenance.verdict(book / "_generated" / "claim.ipynb"))
+    (book / "_generated" / "kernels.md").write_text(provenance.kernels_table())
     jb = Path(sys.executable).with_name("jupyter-book")
     proc = subprocess.run([str(jb), "build", str(book), "-W", "-n", "--keep-going"],
                           capture_output=True, text=True)

@@ -244,7 +244,23 @@ def build_info(executed: Path, traces: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def kernels_table(base: str | None = None) -> str:
+    """A MyST table of the kernels of one base (``kernel-config/kernels.yaml``): variant, its
+    patches (by number), the model strategy its walks count like, and its summary."""
+    kl = kernel_list.load()
+    b = kl.base(base)
+    rows = ["| kernel | patches | counts like (model) | what it is |", "|---|---|---|---|"]
+    for v, files in b.series.items():
+        var = kl.variants[v]
+        nums = ", ".join(f.split("-", 1)[0] for f in files) or "none"
+        summary = " ".join(str(var.summary).split()).replace("|", "/")
+        rows.append(f"| `{v}` | {nums} | `{var.strategy}` | {summary} |")
+    return (f"Base {b.name}, the kernels and their patches (`kernel-config/kernels.yaml`):\n\n"
+            + "\n".join(rows) + "\n")
+
+
 USAGE = ("usage: python -m rmapwalk.analysis.provenance build-info OUT.md [EXECUTED_DIR]\n"
+         "       python -m rmapwalk.analysis.provenance kernels OUT.md\n"
          "       python -m rmapwalk.analysis.provenance verdict OUT.md CLAIM.ipynb\n"
          "       python -m rmapwalk.analysis.provenance archive OUT.tar.gz")
 
@@ -257,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(build_info(Path(args[1]) if len(args) == 2 else out.parent))
     elif cmd == "verdict" and len(args) == 2:
         Path(args[0]).write_text(verdict(Path(args[1])))
+    elif cmd == "kernels" and len(args) == 1:
+        Path(args[0]).write_text(kernels_table())
     elif cmd == "archive" and len(args) == 1:
         print(f"{archive(Path(args[0]))}  {args[0]}")
     else:
