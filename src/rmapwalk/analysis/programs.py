@@ -118,6 +118,11 @@ def table(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
             "skip_ratio": int(kw["skip_addr"].sum()) / it if it else np.nan,
             "mm_skip_ratio": int(kw["skip_mm"].sum()) / it if it else np.nan,
             "ksm_ms": kw["duration_ns"].sum() / 1e6 / n,
+            "ksm_us_per_walk": kw["duration_ns"].mean() / 1e3 if len(kw) else np.nan,
+            "iter_per_mapping": it / kw["rmap_one"].sum() if kw["rmap_one"].sum() else np.nan,
+            "us_per_mapping": (kw["duration_ns"].sum() / 1e3 / kw["rmap_one"].sum()
+                               if kw["rmap_one"].sum() else np.nan),
+            "walks_no_mapping": int((kw["rmap_one"] == 0).sum()) / n,
             "all_walks": len(alls) / n,
             "all_ms": alls["duration_ns"].sum() / 1e6 / n,
             "migrated": pd.to_numeric(runs["pgmigrate_success"]).mean(),
@@ -157,10 +162,21 @@ def savings(tab: pd.DataFrame, before: str = "baseline", after: str = "patched")
                      f"iter_mean_{before}": b["iter_mean"], f"iter_mean_{after}": a["iter_mean"],
                      f"ksm_ms_{before}": b["ksm_ms"], f"ksm_ms_{after}": a["ksm_ms"],
                      "ksm_time_removed": 1 - a["ksm_ms"] / b["ksm_ms"] if b["ksm_ms"] else np.nan,
+                     f"us_per_walk_{before}": b["ksm_us_per_walk"],
+                     f"us_per_walk_{after}": a["ksm_us_per_walk"],
+                     "per_walk_time_removed": 1 - a["ksm_us_per_walk"] / b["ksm_us_per_walk"],
+                     f"iter_per_mapping_{before}": b["iter_per_mapping"],
+                     f"iter_per_mapping_{after}": a["iter_per_mapping"],
+                     f"us_per_mapping_{before}": b["us_per_mapping"],
+                     f"us_per_mapping_{after}": a["us_per_mapping"],
+                     "per_mapping_time_removed": 1 - a["us_per_mapping"] / b["us_per_mapping"],
                      "ksm_share_of_walk_time": b["ksm_ms"] / b["all_ms"] if b["all_ms"] else np.nan,
                      "walk_time_removed": 1 - a["all_ms"] / b["all_ms"] if b["all_ms"] else np.nan})
     cols = ["workload", "ksm_walks", f"iter_mean_{before}", f"iter_mean_{after}",
-            f"ksm_ms_{before}", f"ksm_ms_{after}", "ksm_time_removed", "ksm_share_of_walk_time",
+            f"ksm_ms_{before}", f"ksm_ms_{after}", "ksm_time_removed", f"us_per_walk_{before}",
+            f"us_per_walk_{after}", "per_walk_time_removed", f"iter_per_mapping_{before}",
+            f"iter_per_mapping_{after}", f"us_per_mapping_{before}", f"us_per_mapping_{after}",
+            "per_mapping_time_removed", "ksm_share_of_walk_time",
             "walk_time_removed"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -310,6 +326,12 @@ def show(df: pd.DataFrame, formats: dict[str, str] | None = None):
                "mm_skip_ratio": ".4f", "all_ms": ",.1f", "all_walks": ",.0f",
                **{c: ",.2f" for c in df.columns if c.startswith(("ksm_ms_", "iter_mean_"))},
                "ksm_time_removed": ".1%", "ksm_share_of_walk_time": ".1%",
+               "per_walk_time_removed": ".1%", "ksm_us_per_walk": ",.1f",
+               "per_mapping_time_removed": ".1%", "iter_per_mapping": ",.1f",
+               "us_per_mapping": ",.2f", "walks_no_mapping": ",.0f",
+               **{c: ",.2f" for c in df.columns if c.startswith(("us_per_mapping_",
+                                                                 "iter_per_mapping_"))},
+               **{c: ",.1f" for c in df.columns if c.startswith("us_per_walk_")},
                "walk_time_removed": ".1%", **(formats or {})}
     fm = {NAMES.get(c, c): f for c, f in formats.items() if c in df.columns}
     return (df.rename(columns=NAMES).style.format({k: ("{:" + v + "}") for k, v in fm.items()},
@@ -345,8 +367,11 @@ def walks_text(data: dict[str, pd.DataFrame]) -> str:
                   f"skip ratio {p['skip_ratio']:.1%}")
         if n is not None:
             s += f"; naive: median {n['iter_median']:,.0f}, longest {n['iter_max']:,.0f}"
-            if n["migrate_fail"] > 0 or (p is not None and n["migrate_fail"] > p["migrate_fail"]):
-                s += f", {n['migrate_fail']:,.0f} pages failed to migrate per run"
+            if n["walks_no_mapping"] > 0:
+                s += (f", **{n['walks_no_mapping']:,.0f} KSM walks per run found no mapping** "
+                      f"and {n['migrate_fail']:,.0f} pages per run failed to migrate "
+                      f"(patched: {p['walks_no_mapping'] if p is not None else 0:,.0f} and "
+                      f"{p['migrate_fail'] if p is not None else 0:,.0f})")
         out.append(s + ".")
     return "\n\n".join(out)
 
@@ -375,14 +400,24 @@ def savings_text(sav: pd.DataFrame) -> str:
     for _, r in sav.iterrows():
         out.append(f"**{r['workload']}**: the KSM walks took {r['ksm_ms_baseline']:,.2f} ms of "
                    f"TCG time per run on baseline and {r['ksm_ms_patched']:,.2f} ms on patched "
-                   f"({r['ksm_time_removed']:.0%} removed; {r['iter_mean_baseline']:,.1f} → "
-                   f"{r['iter_mean_patched']:,.1f} iterations per walk). KSM walks were "
+                   f"({-r['ksm_time_removed']:+.0%}; which pages merged, and how widely "
+                   "shared, differs from run to run). Per mapping found — the unit that does "
+                   "not depend on how widely the walked pages are shared — the loop ran "
+                   f"{r['iter_per_mapping_baseline']:,.1f} → {r['iter_per_mapping_patched']:,.1f} "
+                   f"iterations and took {r['us_per_mapping_baseline']:,.2f} → "
+                   f"{r['us_per_mapping_patched']:,.2f} µs ({-r['per_mapping_time_removed']:+.0%}). "
+                   "KSM walks were "
                    f"{r['ksm_share_of_walk_time']:.1%} of the time of all the walks the "
-                   f"triggers caused on baseline (file and anonymous pages included), so the "
-                   f"triggers' walk time changed by {-r['walk_time_removed']:+.1%}.")
+                   f"triggers caused on baseline (file and anonymous pages included); all "
+                   f"their walk time differed by {-r['walk_time_removed']:+.0%} between the "
+                   "kernels' runs, a difference made by what each run merged and by the "
+                   "host's load, not by the series.")
     return "\n\n".join(out) + ("\n\nRuns differ in how far the program got before it was "
                                "frozen (TCG, a shared host), so per-run numbers vary; "
-                               "the per-run table below shows the spread.")
+                               "the per-run table below shows the spread. Microsecond "
+                               "walks under TCG on a loaded two-core host are noisy: the "
+                               "same walk of the same page took 0.4 ms once and 2.7 ms "
+                               "another time in one run. The iterations are exact.")
 
 
 def matter_text(data: dict[str, pd.DataFrame], tab: pd.DataFrame) -> str:
@@ -411,3 +446,83 @@ def matter_text(data: dict[str, pd.DataFrame], tab: pd.DataFrame) -> str:
                      "its count is the further mappings of KSM folios already isolated by the "
                      "same call, not pages left on the old node.")
     return "\n\n".join(parts)
+
+
+def _file_vmas(folder: Path) -> list[tuple[int, int, str]]:
+    """(first pgoff, last pgoff, path) of the private file mappings in a run's info/maps-*."""
+    out = []
+    for m in sorted((folder / "info").glob("maps-*.txt")):
+        for line in m.read_text().splitlines():
+            parts = line.split(None, 5)
+            if len(parts) < 6 or not parts[5].startswith("/") or parts[1][3] != "p":
+                continue
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            first = int(parts[2], 16) >> 12
+            out.append((first, first + ((end - start) >> 12) - 1,
+                        parts[5].strip().removeprefix("/newroot")))
+    return out
+
+
+def missed_pages(data: dict[str, pd.DataFrame], kernel: str = "naive") -> pd.DataFrame:
+    """The KSM pages whose walks found no mapping on ``kernel`` (per run, distinct pfn), and
+    where they are: a page whose index (the linear page index of the page that
+    became the KSM page) falls in the file-offset range of a private file mapping of the
+    process (a library's or the executable's data segment, copied on write) is in a VMA
+    whose vm_pgoff is a file offset, which ``address >> PAGE_SHIFT`` never equals."""
+    k = ksm_walks(data["events"])
+    k = k[(k["kernel"] == kernel) & (k["rmap_one"] == 0)]
+    rows = []
+    for (w, r), g in k.groupby(["workload", "run"]):
+        folder = Path(data["runs"].query("workload == @w and kernel == @kernel and run == @r")
+                      ["folder"].iloc[0])
+        vmas = _file_vmas(folder)
+        for pfn, pg in g.groupby("pfn"):
+            idx = int(pd.to_numeric(pg["index"]).iloc[0])
+            where = next((path for a, b, path in vmas if a <= idx <= b), None)
+            rows.append({"workload": w, "run": r, "pfn": pfn, "index": idx,
+                         "mapping": where or "anonymous (or moved)", "walks": len(pg)})
+    df = pd.DataFrame(rows, columns=["workload", "run", "pfn", "index", "mapping", "walks"])
+    return df
+
+
+def missed_summary(data: dict[str, pd.DataFrame], kernel: str = "naive") -> pd.DataFrame:
+    """Per workload and mapping: KSM pages per run whose walks on ``kernel`` found no
+    mapping (see :func:`missed_pages`)."""
+    m = missed_pages(data, kernel)
+    if m.empty:
+        return pd.DataFrame(columns=["workload", "mapping", "pages_per_run"])
+    runs = data["runs"][data["runs"]["kernel"] == kernel].groupby("workload").size()
+    out = m.groupby(["workload", "mapping"]).size().rename("pages").reset_index()
+    out["pages_per_run"] = out["pages"] / out["workload"].map(runs)
+    return out.drop(columns=["pages"]).sort_values(["workload", "pages_per_run"],
+                                                   ascending=[True, False]).reset_index(drop=True)
+
+
+def missed_text(data: dict[str, pd.DataFrame], tab: pd.DataFrame) -> str:
+    """What the naive kernel missed, per workload, against patched and baseline."""
+    out = []
+    naive = missed_summary(data, "naive")
+    base = missed_summary(data, "baseline")
+    for w in sorted(tab["workload"].unique()):
+        n, p, b = (_row(tab, w, k) for k in ("naive", "patched", "baseline"))
+        if n is None:
+            continue
+        pages = naive[naive["workload"] == w]["pages_per_run"].sum()
+        files = naive[(naive["workload"] == w) & naive["mapping"].str.startswith("/")]
+        if not pages:
+            out.append(f"**{w}**: the naive kernel found every mapping of every walked KSM page.")
+            continue
+        s = (f"**{w}**: on the naive kernel {pages:,.0f} KSM pages per run had walks that found "
+             f"no mapping ({files['pages_per_run'].sum():,.0f} of them in "
+             + ", ".join(f"`{m}`" for m in files["mapping"]) + "), so "
+             f"{n['migrate_fail']:,.0f} page migrations per run failed (`pgmigrate_fail`; each "
+             "process's `migrate_pages()` tries a page it maps again) and the idle scan could "
+             "not clear their accessed bits")
+        s += (f"; patched: {p['migrate_fail']:,.0f} failed" if p is not None else "")
+        bpages = base[base["workload"] == w]["pages_per_run"].sum()
+        if b is not None:
+            s += (f", baseline: {b['migrate_fail']:,.0f}" +
+                  (f" ({bpages:,.1f} pages per run with walks that found no mapping there too, "
+                   "with no loop iteration at all: not the query)" if bpages else ""))
+        out.append(s + ".")
+    return "\n\n".join(out)
