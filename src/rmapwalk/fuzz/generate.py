@@ -32,7 +32,7 @@ from typing import Callable
 
 from rmapwalk.scenario import STEP_KINDS
 
-VERSION = 2
+VERSION = 3
 MAX_MMAP_REGIONS = 4
 MAX_TARGETS = 3               # regions created by mremap
 MAX_PAGES = 64
@@ -58,6 +58,7 @@ class Proc:
     pages: dict[str, list] = dataclasses.field(default_factory=dict)     # None | prot
     written: dict[str, list] = dataclasses.field(default_factory=dict)   # bool per page
     edges: dict[str, set] = dataclasses.field(default_factory=dict)      # possible boundaries
+    merge: dict[str, list] = dataclasses.field(default_factory=dict)     # VM_MERGEABLE per page
 
 
 @dataclasses.dataclass
@@ -72,7 +73,6 @@ class History:
     bytes_used: dict = dataclasses.field(default_factory=dict)  # region -> bytes written
     mprotects: list = dataclasses.field(default_factory=list)   # (proc, region, start, pages)
     refusal: dict | None = None
-    registered: set = dataclasses.field(default_factory=set)   # procs whose mm KSM scans
 
     # --- shadow helpers -------------------------------------------------------------
     def regions_of(self, proc: int) -> list[str]:
@@ -85,6 +85,13 @@ class History:
         """A VMA boundary surely lies between pages x-1 and x (a hole or another prot)."""
         pg = self.procs[proc].pages[region]
         return pg[x - 1] != pg[x] or pg[x] is None
+
+    def scanned(self) -> bool:
+        """Some process has a VM_MERGEABLE VMA: ksmd keeps scanning (mm/ksm.c: an mm whose
+        scan finds no VM_MERGEABLE VMA leaves ksm_mm_head, scan_get_next_rmap_item; with no
+        mm left ksmd_should_run() is false and no full scan completes)."""
+        return any(f and pg[i] is not None for p in self.procs for r, pg in p.pages.items()
+                   for i, f in enumerate(p.merge[r]))
 
     def maybe_edge(self, proc: int, region: str, x: int) -> bool:
         return x in self.procs[proc].edges[region] or self.sure_edge(proc, region, x)
@@ -128,6 +135,7 @@ def _mmap(h: History, refuse: bool = False) -> bool:
     h.sizes[name], h.backing[name] = pages, backing
     p = h.procs[proc]
     p.pages[name], p.written[name], p.edges[name] = ["rw"] * pages, [False] * pages, set()
+    p.merge[name] = [False] * pages
     fields = {"region": name, "pages": pages}
     if backing == "file" or rng.random() < 0.1:
         fields["backing"] = backing
@@ -253,16 +261,17 @@ def _mergeable(h: History, refuse: bool = False, register: bool = False) -> bool
     if pick is None:
         return False
     proc, region = pick
-    if registers(proc, region):
-        h.registered.add(proc)
+    if h.backing[region] == "anon":      # file regions: the advice is ignored
+        p = h.procs[proc]
+        p.merge[region] = [x is not None for x in p.pages[region]]
     h.add("mergeable", {"region": region}, proc)
     return True
 
 
 def _ksm_merge(h: History, refuse: bool = False) -> bool:
-    # ksmd scans only while some mm is registered (mm/ksm.c ksmd_should_run): without one no
-    # full scan ever completes and the replayer's ksm_merge times out.
-    if not h.registered:
+    # ksmd scans only while some process has a VM_MERGEABLE VMA (History.scanned): without
+    # one no full scan ever completes and the replayer's ksm_merge times out.
+    if not h.scanned():
         return False
     h.add("ksm_merge", {"full_scans": h.rng.choice((1, 2, 2, 3))})
     return True
@@ -275,8 +284,6 @@ def _fork(h: History, refuse: bool = False) -> bool:
     children = h.rng.randint(1, min(room, 2))
     proc = h.rng.randrange(len(h.procs))
     for _ in range(children):
-        if proc in h.registered:         # mm/ksm.c ksm_fork: the child is registered too
-            h.registered.add(len(h.procs))
         h.procs.append(copy.deepcopy(h.procs[proc]))
     h.add("fork", {"children": children}, proc)
     return True
@@ -328,8 +335,10 @@ def _mremap(h: History, refuse: bool = False) -> bool:
     p.pages[target] = pg[start:end]
     p.written[target] = p.written[region][start:end]
     p.edges[target] = set()
+    p.merge[target] = p.merge[region][start:end]
     for i in range(start, end):
         pg[i] = None
+        p.merge[region][i] = False
     p.edges[region] |= {start, end}
     h.add("mremap", {"region": region, "start": start, "pages": n, "to": target}, proc)
     return True
@@ -350,6 +359,7 @@ def _munmap(h: History, refuse: bool = False) -> bool:
     pg = h.procs[proc].pages[region]
     for i in range(start, start + n):
         pg[i] = None
+        h.procs[proc].merge[region][i] = False
     h.procs[proc].edges[region] |= {start, start + n}
     h.add("munmap", {"region": region, "start": start, "pages": n}, proc)
     return True
@@ -416,8 +426,8 @@ def _history(seed: int, index: int) -> History:
         kind = _weighted(rng, WEIGHTS)
         MAKERS[kind](h)
     kinds = [k for k, _ in h.steps]
-    if not h.registered or rng.random() < 0.5:
-        _mergeable(h, register=not h.registered)
+    if not h.scanned() or rng.random() < 0.5:
+        _mergeable(h, register=not h.scanned())
     if "ksm_merge" not in kinds[-4:]:
         MAKERS["ksm_merge"](h)
     for _ in range(rng.randint(1, 3)):

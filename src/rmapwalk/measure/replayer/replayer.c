@@ -512,6 +512,7 @@ static int do_ksm_merge(long full_scans)
 
 		if (now() - t0 > (double)ksm_timeout) {
 			sysfs_write(ksm_dir, "run", 0);
+			errno = ETIMEDOUT;	/* the error marker's errno (docs/scenarios.md) */
 			return fail("ksm_merge: full_scans grew by %ld of %ld in %ld s", cur - start,
 				    full_scans, ksm_timeout);
 		}
