@@ -194,12 +194,15 @@ def anon_vma_estimate(data: dict[str, pd.DataFrame], kernel: str = "baseline") -
 
 
 def map_points(data: dict[str, pd.DataFrame], kernel: str = "baseline") -> pd.DataFrame:
-    """Where each workload sits on the simulated map: the median and the largest estimated
-    anon_vma (chains per mapping) of its KSM walks and its skip ratio on ``kernel``."""
+    """Where each workload sits on the simulated map: its KSM walks' estimated anon_vma
+    (chains per mapping) pooled (all iterations / (2 x all mappings): the *n* whose
+    1 - 1/*n* is the pooled skip ratio when no fork maps the pages), median and largest, and
+    its skip ratio on ``kernel``."""
     est = anon_vma_estimate(data, kernel)
     rows = []
     for w, e in est.groupby("workload"):
         rows.append({"workload": w, "walks": len(e),
+                     "chains_pooled": float(e["iterations"].sum() / (2 * e["rmap_one"].sum())),
                      "chains_median": float(e["chains_per_mapping"].median()),
                      "chains_p90": float(e["chains_per_mapping"].quantile(0.9)),
                      "chains_max": float(e["chains_per_mapping"].max()),
@@ -228,21 +231,28 @@ def vma_survey(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
         ksm_merging_pages=("ksm_merging_pages", "sum")).reset_index()
 
 
-def map_figure(grid: pd.DataFrame | None, points: pd.DataFrame):
+def map_figure(grid: pd.DataFrame | None, points: pd.DataFrame,
+               walks: pd.DataFrame | None = None):
     """Skip ratio against anon_vma_chains per anon_vma: the simulated map's cells (the
-    seed-benchmark shape, ``rmapwalk.analysis.simulation.sweep``) and the real programs
-    (median estimate, bar to the largest)."""
+    seed-benchmark shape, ``rmapwalk.analysis.simulation.sweep``), the real programs' KSM
+    walks (``walks``: :func:`anon_vma_estimate`, one dot each) and each program pooled
+    (large marker)."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
     if grid is not None and len(grid):
-        for c, g in grid.groupby("children"):
+        for j, (c, g) in enumerate(grid.groupby("children")):
             g = g.sort_values("chains")
-            ax.plot(g["chains"], g["skip_ratio"], marker=".", lw=1, alpha=0.7,
-                    label=f"model, {c} forked children")
-    for _, r in points.iterrows():
-        ax.errorbar([r["chains_median"]], [r["skip_ratio"]],
-                    xerr=[[0], [max(r["chains_max"] - r["chains_median"], 0)]],
-                    fmt="o", ms=8, capsize=3, label=f"{r['workload']} (measured)")
+            ax.plot(g["chains"], g["skip_ratio"], marker=".", lw=1, alpha=0.6, color="0.5",
+                    ls=("-", "--", ":", "-.")[j % 4], label=f"model, {c} forked children")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (_, r) in enumerate(points.iterrows()):
+        col = colors[i % len(colors)]
+        if walks is not None:
+            w = walks[walks["workload"] == r["workload"]]
+            ax.scatter(w["chains_per_mapping"], w["walk_skip_ratio"], s=6, alpha=0.25,
+                       color=col, lw=0)
+        ax.plot([r["chains_pooled"]], [r["skip_ratio"]], "o", ms=10, color=col, mec="k",
+                label=f"{r['workload']} (measured, pooled)")
     ax.set_xscale("log")
     ax.set_xlabel("anon_vma_chains per anon_vma (real programs: estimated per KSM walk)")
     ax.set_ylabel("skip ratio (address skips / iterations)")
@@ -379,9 +389,9 @@ def walks_text(data: dict[str, pd.DataFrame]) -> str:
 def map_text(points: pd.DataFrame, grid: pd.DataFrame | None = None, level: float = 0.999) -> str:
     """Where the programs sit: their estimated anon_vma sizes and skip ratios, against the
     size from which the model's walks reach the cover letter's ``level``."""
-    parts = [f"{r['workload']} a median of {r['chains_median']:,.1f} anon_vma_chains per "
-             f"mapping (largest {r['chains_max']:,.1f}) and a skip ratio of {r['skip_ratio']:.1%}"
-             for _, r in points.iterrows()]
+    parts = [f"{r['workload']} {r['chains_pooled']:,.1f} anon_vma_chains per mapping pooled "
+             f"(median walk {r['chains_median']:,.1f}, largest {r['chains_max']:,.1f}) and a "
+             f"skip ratio of {r['skip_ratio']:.1%}" for _, r in points.iterrows()]
     text = "On the baseline kernel, the KSM walks of the real programs show " + \
         "; ".join(parts) + "."
     if grid is not None and len(grid):
