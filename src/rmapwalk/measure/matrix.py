@@ -262,6 +262,12 @@ def write(out: Path, arts: dict[tuple[str, str], kernel.KernelArtifact],
         _write_csv(tmp / "text-deltas.csv", DELTA_COLUMNS, deltas)
         if checks is not None:
             _write_csv(tmp / "captures-check.csv", CHECK_COLUMNS, checks)
+        (tmp / "README.md").write_text(
+            "# data/kernels: the kernel matrix\n\nWritten by `rmapwalk kernel report` "
+            "(src/rmapwalk/measure/matrix.py); do not edit, regenerate.\n\n"
+            + "\n".join(line[4:] if line.startswith("    ") else line
+                        for line in __doc__.splitlines()) + "\n\n## Tables\n\n"
+            + markdown(rows, tmp / "text-deltas.csv"))
         dataset.write_manifest(tmp, {
             "kind": "kernel-matrix",
             "command": "rmapwalk kernel report --out " + str(out),
