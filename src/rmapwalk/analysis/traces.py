@@ -620,3 +620,30 @@ def show(table: pd.DataFrame, formats: dict | None = None, *, empty: str = "no r
     if caption:
         st = st.set_caption(caption)
     return st
+
+
+def _with_interval(point: float, low: float, high: float, fmt: str) -> str:
+    if not np.isfinite(point):
+        return "–"
+    ci = f" ({fmt.format(low)}–{fmt.format(high)})" if np.isfinite(low) and np.isfinite(high) else ""
+    return fmt.format(point) + ci
+
+
+def comparison_table(comp: pd.DataFrame, unit: str = "migrations", a: str = "baseline",
+                     b: str = "patched") -> pd.DataFrame:
+    """A :func:`kernel_comparison` table narrow enough for the page: per row, the counts,
+    each median in TCG ms with its interval in brackets, the ratio with its interval, and
+    Cliff's delta."""
+    comp = comp.dropna(how="all")
+    rows = []
+    for key, r in comp.iterrows():
+        fmt = "{:,.0f}" if r["median_a"] >= 1e8 else "{:,.2f}"
+        rows.append({f"{unit} ({a}, {b})": f"{r['n_a']:,.0f}, {r['n_b']:,.0f}",
+                     f"{a} ms TCG": _with_interval(r["median_a"] / 1e6, r["low_a"] / 1e6,
+                                                   r["high_a"] / 1e6, fmt),
+                     f"{b} ms TCG": _with_interval(r["median_b"] / 1e6, r["low_b"] / 1e6,
+                                                   r["high_b"] / 1e6, "{:,.2f}"),
+                     f"ratio {a}/{b}": _with_interval(r["ratio"], r["ratio_low"], r["ratio_high"],
+                                                      "{:,.0f}" if r["ratio"] >= 10 else "{:,.2f}"),
+                     "Cliff's δ": f"{r['cliffs_delta']:.2f}"})
+    return pd.DataFrame(rows, index=comp.index)
