@@ -15,8 +15,17 @@ vmlinux, build.log, build.json with its provenance), where ``key`` hashes the
 source version, that kernel's patches and the fragment.  A cached entry is
 used without touching the source.
 
+Besides ``baseline``, ``patched`` and ``naive``: ``merged`` (the merged form of the series,
+linear_page_index, plus the collect_procs_ksm query), and two build-only variants
+(``capture: false`` in kernels.yaml): ``merged-notrace`` (the optimisation without the
+tracepoint) and ``baseline-notrace`` (the plain source).  Each cache entry also keeps
+``objects/mm/rmap.o`` and ``objects/mm/ksm.o`` (:data:`KEPT_OBJECTS`) for the kernel matrix
+(:mod:`rmapwalk.measure.matrix`).
+
 Command line: ``rmapwalk kernel build [--base B] [--kernel VARIANT|all] [--jobs N]
-[--source PATH]``, ``rmapwalk kernel list`` or ``python -m rmapwalk.measure.kernel build ...``.
+[--source PATH]``, ``rmapwalk kernel list`` (base, variant, strategy, package, capture or
+build-only), ``rmapwalk kernel report`` (:mod:`rmapwalk.measure.matrix`), ``rmapwalk kernel
+selftests`` (:mod:`rmapwalk.measure.selftests`) or ``python -m rmapwalk.measure.kernel ...``.
 """
 from __future__ import annotations
 
