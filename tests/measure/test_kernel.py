@@ -408,3 +408,15 @@ def test_captures_check_against_the_model(tmp_path):
     (row,) = matrix.check_captures(tmp_path)
     assert not row["agree"] and not row["verified"] and "only in the model" in \
         row["first_difference"]
+
+
+def test_scenario_file_of_a_regression_capture():
+    from rmapwalk import dataset, paths
+    from rmapwalk.measure import matrix
+    f = paths.SCENARIOS / "regressions" / "v4-union-smart-scan-age.yaml"
+    if not f.is_file():
+        pytest.skip("no regression scenario")
+    assert matrix.scenario_file("v4-union-smart-scan-age", dataset.sha256_file(f)) == f
+    assert matrix.scenario_file("ci-small", None) == paths.SCENARIOS / "ci-small.yaml"
+    with pytest.raises(matrix.ReportError, match="no scenario file"):
+        matrix.scenario_file("no-such-scenario", None)

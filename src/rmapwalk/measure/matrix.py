@@ -162,15 +162,25 @@ def _bloat_script(base: str, source: str | None) -> Path | None:
     return None
 
 
+def scenario_file(name: str, sha256: str | None) -> Path:
+    """The committed scenario file of a captured run: ``data/scenarios/<name>.yaml`` or one in
+    a subfolder (``regressions/``), the one with the captured text's sha256 first."""
+    found = [paths.SCENARIOS / f"{name}.yaml", *sorted(paths.SCENARIOS.rglob(f"{name}.yaml"))]
+    found = [p for p in found if p.is_file()]
+    if not found:
+        raise ReportError(f"no scenario file {name}.yaml under {paths.SCENARIOS}")
+    return next((p for p in found if dataset.sha256_file(p) == sha256), found[0])
+
+
 def check_captures(root: Path) -> list[dict]:
     """Each captured run under ``root`` against the model, walk by walk (the simulator's
     columns, :data:`rmapwalk.contract.COLUMNS`), the way tests/measure/test_vm_e2e.py does."""
     from rmapwalk import contract, scenario as scenario_mod, simulate
     kl = kernel_list.load()
     rows = []
-    for run in dataset.runs(root, include_unverified=True, plan=None):
+    for run in dataset.runs(root, include_unverified=True, plan=None, scenarios=None):
         doc = dataset.read_manifest(run.folder)
-        sc_file = paths.SCENARIOS / f"{run.scenario}.yaml"
+        sc_file = scenario_file(run.scenario, (doc.get("scenario") or {}).get("sha256"))
         with open(run.folder / "walks.csv") as f:
             measured = [{c: r[c] for c in contract.COLUMNS} for r in csv.DictReader(f)]
         strategy = kl.strategy(run.variant)
@@ -186,8 +196,10 @@ def check_captures(root: Path) -> list[dict]:
         elif len(measured) != len(model):
             first = f"walk {min(len(measured), len(model))}: only in the " + \
                 ("kernel" if len(measured) > len(model) else "model")
+        same_text = dataset.sha256_file(sc_file) == (doc.get("scenario") or {}).get("sha256")
         rows.append({"scenario": run.scenario, "base": run.base, "variant": run.variant,
-                     "run": run.run, "strategy": strategy, "verified": not run.problems,
+                     "run": run.run, "strategy": strategy,
+                     "verified": not run.problems and same_text,
                      "walks_measured": len(measured), "walks_model": len(model),
                      "agree": not differing and len(measured) == len(model),
                      "walks_differing": len(differing) + abs(len(measured) - len(model)),
@@ -326,8 +338,9 @@ def add_arguments(sub) -> None:
     p.add_argument("--out", default=str(paths.ROOT / "data" / "kernels"),
                    help="data folder, replaced as a whole (default data/kernels)")
     p.add_argument("--source", help="kernel tree or tarball (default: the base's package)")
-    p.add_argument("--captures", help="a capture folder (<scenario>/<base>/<variant>/run-k) "
-                   "to check against the model into captures-check.csv")
+    p.add_argument("--captures", action="append", default=[],
+                   help="a capture folder (<scenario>/<base>/<variant>/run-k) to check against "
+                   "the model into captures-check.csv (repeatable)")
 
 
 def run(args) -> int:
@@ -337,7 +350,8 @@ def run(args) -> int:
         arts = {(b, v): collect(b, v, source=args.source)
                 for b, v in kl.builds() if b in bases}
         bloat = {b: _bloat_script(b, args.source) for b in bases}
-        checks = check_captures(Path(args.captures)) if args.captures else None
+        checks = [c for d in args.captures for c in check_captures(Path(d))] \
+            if args.captures else None
         rows = write(Path(args.out), arts, bloat, checks)
     except (ReportError, kernel.KernelBuildError) as e:
         print(f"rmapwalk kernel report: {e}", file=sys.stderr)
