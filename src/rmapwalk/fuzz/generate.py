@@ -32,7 +32,7 @@ from typing import Callable
 
 from rmapwalk.scenario import STEP_KINDS
 
-VERSION = 3
+VERSION = 4
 MAX_MMAP_REGIONS = 4
 MAX_TARGETS = 3               # regions created by mremap
 MAX_PAGES = 64
@@ -45,7 +45,7 @@ BYTES = (0x11, 0x22, 0x5a, 0xaa, 0x00)
 PROTS = ("r", "rw", "none")
 # How often each kind is drawn for the middle of a history (a kind of STEP_KINDS missing
 # here is an error: see check_kinds()).
-WEIGHTS = {"mmap": 3, "fill": 6, "mprotect": 5, "mergeable": 4, "ksm_merge": 3, "fork": 2,
+WEIGHTS = {"mmap": 3, "fill": 6, "mprotect": 5, "mergeable": 5, "ksm_merge": 3, "fork": 2,
            "mremap": 3, "munmap": 2, "migrate": 4, "idle": 4}
 
 
@@ -179,7 +179,7 @@ def _fill(h: History, refuse: bool = False) -> bool:
     start, n = (0, len(pg)) if whole else _writable_run(h, proc, region)
     fields: dict = {"region": region}
     used = h.bytes_used.setdefault(region, [])
-    if rng.random() < 0.2:
+    if rng.random() < 0.12:
         fields["unique"] = True
     else:
         byte = rng.choice(used) if used and rng.random() < 0.4 else rng.choice(BYTES)
@@ -273,7 +273,7 @@ def _ksm_merge(h: History, refuse: bool = False) -> bool:
     # one no full scan ever completes and the replayer's ksm_merge times out.
     if not h.scanned():
         return False
-    h.add("ksm_merge", {"full_scans": h.rng.choice((1, 2, 2, 3))})
+    h.add("ksm_merge", {"full_scans": h.rng.choice((1, 2, 2, 3, 3))})
     return True
 
 
@@ -368,13 +368,23 @@ def _munmap(h: History, refuse: bool = False) -> bool:
 def _walk(kind: str) -> Callable[[History, bool], bool]:
     def make(h: History, refuse: bool = False) -> bool:
         rng = h.rng
-        pick = h.pick_proc_with_region()
+
+        def ksm_candidates(p, r):      # written pages KSM may have merged
+            q = h.procs[p]
+            return [i for i, (w, m) in enumerate(zip(q.written[r], q.merge[r])) if w and m]
+        pick = None
+        if rng.random() < 0.7:         # mostly pages KSM may have merged: rmap_walk_ksm
+            pick = h.pick_proc_with_region(lambda p, r: bool(ksm_candidates(p, r)))
+        pick = pick or h.pick_proc_with_region()
         if pick is None:
             return False
         proc, region = pick
         size = h.sizes[region]
+        merged = ksm_candidates(proc, region)
         if size <= 8 and rng.random() < 0.15:
             pages: object = "all"
+        elif merged and rng.random() < 0.7:
+            pages = sorted(rng.sample(merged, min(len(merged), rng.choice((1, 1, 2, 3)))))
         else:
             written = [i for i, w in enumerate(h.procs[proc].written[region]) if w]
             pool = written if written and rng.random() < 0.8 else list(range(size))
