@@ -536,3 +536,72 @@ def missed_text(data: dict[str, pd.DataFrame], tab: pd.DataFrame) -> str:
                    "with no loop iteration at all: not the query)" if bpages else ""))
         out.append(s + ".")
     return "\n\n".join(out)
+
+
+def stuck_pages(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """KSM pages the migration could not move, on every kernel: a page whose
+    ``migrate_unmap`` walk ran more than once in one ``migrate_pages()`` call was retried
+    (``migrate_pages()`` retries a folio still mapped after ``try_to_migrate()``, up to 10
+    times).  Per run and page: its index and the mapping the index falls in, how many
+    mappings the walks found (``rmap_one``, the most any walk of it found) and the
+    iterations of one walk."""
+    k = ksm_walks(data["events"])
+    k = k[k["reason"] == "migrate_unmap"]
+    rows = []
+    for (w, kern, r), g in k.groupby(["workload", "kernel", "run"]):
+        tries = g.groupby(["step", "pfn"]).size()
+        stuck = sorted({pfn for (_, pfn), n in tries.items() if n > 1})
+        if not stuck:
+            continue
+        folder = Path(data["runs"].query("workload == @w and kernel == @kern and run == @r")
+                      ["folder"].iloc[0])
+        vmas = _file_vmas(folder)
+        for pfn in stuck:
+            pg = g[g["pfn"] == pfn]
+            idx = int(pd.to_numeric(pg["index"]).iloc[0])
+            rows.append({"workload": w, "kernel": kern, "run": r, "pfn": pfn, "index": idx,
+                         "mapping": next((p for a, b, p in vmas if a <= idx <= b),
+                                         "anonymous (or moved)"),
+                         "mappings_found": int(pg["rmap_one"].max()),
+                         "iterations": int(pg["iterations"].max()),
+                         "unmap_walks": len(pg)})
+    return pd.DataFrame(rows, columns=["workload", "kernel", "run", "pfn", "index", "mapping",
+                                       "mappings_found", "iterations", "unmap_walks"])
+
+
+def stuck_summary(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per workload, kernel and run with stuck KSM pages: how many, where, and how many
+    mappings their walks found (see :func:`stuck_pages`); runs without any are left out."""
+    s = stuck_pages(data)
+    if s.empty:
+        return pd.DataFrame(columns=["workload", "kernel", "run", "mapping", "pages",
+                                     "mappings_found"])
+    out = s.groupby(["workload", "kernel", "run", "mapping"]).agg(
+        pages=("pfn", "size"), mappings_found=("mappings_found", "max")).reset_index()
+    return _order(out)
+
+
+def stuck_text(stuck: pd.DataFrame) -> str:
+    """Sentences on :func:`stuck_summary`, per kernel."""
+    if stuck.empty:
+        return "No KSM page stayed behind on any kernel."
+    out = []
+    for kern, g in stuck.groupby("kernel", sort=False):
+        maps = ", ".join(f"`{m}`" for m in sorted(g["mapping"].unique()))
+        runs = g.groupby("workload")["run"].nunique()
+        where = "; ".join(f"{w}: {int(g[g['workload'] == w]['pages'].sum())} page(s) in "
+                          f"{n} run(s)" for w, n in runs.items())
+        found = int(g["mappings_found"].max())
+        out.append(f"**{kern}**: {where}, all in {maps}; their walks found at most "
+                   f"{found} mapping(s)" + (" (no loop iteration at all)" if found == 0 else ""))
+    return ("; ".join(out) + ". Every stuck KSM page, on every kernel, is a copied-on-write "
+            "page of an executable's data segment (a private file mapping) that the parent "
+            "and its forked children map. On the naive kernel that is systematic "
+            "(`address >> PAGE_SHIFT` is not the file offset the tree is keyed by). On the "
+            "baseline and patched kernels it is occasional and not explained here: a "
+            "baseline walk, whose query covers the whole tree, with no iteration at all means "
+            "the stable node listed no rmap_item whose anon_vma holds a VMA; the patched kernel's walks that found 2 of 3 mappings, with "
+            "both of their walks (unmap and remap) counting the same 4 iterations, 2 mm "
+            "skips and 2 mappings, fit one rmap_item whose stored page index no longer "
+            "matches its VMA. Both are worth an issue of their own; neither changes the "
+            "counts above.")
