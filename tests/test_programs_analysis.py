@@ -153,3 +153,28 @@ def test_notebook_rejects_a_bad_parameter(tmp_path):
                             str(tmp_path / "out.ipynb"), parameters={"vmas": [10, -5]},
                             kernel_name="python3", cwd=str(paths.NOTEBOOKS),
                             progress_bar=False)
+
+
+def test_stuck_and_missed_pages(tmp_path):
+    wl = tmp_path / "workloads"
+    wl.mkdir()
+    (wl / "toy.yaml").write_text("name: toy\ncommand: [/usr/bin/java]\nwarmup_seconds: 1\n")
+    root = tmp_path / "programs"
+    retried = [{**_ev("migrate", "ksm", "migrate_unmap", 0, 0, 0, 0, 100, i), "pfn": 7,
+                "index": 0x547} for i in range(3)]
+    folder = _run(root, wl / "toy.yaml", "naive", 1, retried)
+    # the index falls in the executable's data segment (a private file mapping)
+    manifest = dataset.read_manifest(folder)
+    (folder / "info").mkdir()
+    (folder / "info" / "maps-70.txt").write_text(
+        "00946000-00a85000 rw-p 00545000 00:0e 521625   /newroot/usr/bin/python3.11\n")
+    dataset.write_manifest(folder, {k: v for k, v in manifest.items()
+                                    if k not in ("files", "manifest_sha256", "format", "date",
+                                                 "host", "program")})
+    data = P.load(root, wl)
+    stuck = P.stuck_pages(data)
+    assert stuck[["mapping", "mappings_found", "unmap_walks"]].values.tolist() == [
+        ["/usr/bin/python3.11", 0, 3]]
+    missed = P.missed_summary(data, "naive")
+    assert missed[["mapping", "pages_per_run"]].values.tolist() == [["/usr/bin/python3.11", 1.0]]
+    assert "python3.11" in P.stuck_text(P.stuck_summary(data))
