@@ -420,3 +420,18 @@ def test_scenario_file_of_a_regression_capture():
     assert matrix.scenario_file("ci-small", None) == paths.SCENARIOS / "ci-small.yaml"
     with pytest.raises(matrix.ReportError, match="no scenario file"):
         matrix.scenario_file("no-such-scenario", None)
+
+
+def test_committed_kernel_matrix_verifies():
+    """data/kernels, when committed: the manifest matches, and every built kernel of
+    kernels.yaml has a row with a 64-byte ksm_rmap_item."""
+    from rmapwalk import paths
+    from rmapwalk.measure import matrix
+    root = paths.ROOT / "data" / "kernels"
+    if not (root / "manifest.json").is_file():
+        pytest.skip("no data/kernels yet")
+    assert matrix.verify(root) == []
+    with open(root / "matrix.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["base"], r["variant"]) for r in rows} == set(KL.builds())
+    assert {r["struct_size"] for r in rows} == {"64"}
