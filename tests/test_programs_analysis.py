@@ -177,4 +177,4 @@ def test_stuck_and_missed_pages(tmp_path):
         ["/usr/bin/python3.11", 0, 3]]
     missed = P.missed_summary(data, "naive")
     assert missed[["mapping", "pages_per_run"]].values.tolist() == [["/usr/bin/python3.11", 1.0]]
-    assert "python3.11" in P.stuck_text(P.stuck_summary(data))
+    assert "python3.11" in P.stuck_text(P.stuck_summary(data), data)
