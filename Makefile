@@ -28,7 +28,7 @@ EXECUTED := $(patsubst notebooks/%.ipynb,$(GENERATED)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(BIN)papermill --kernel python3 --log-level WARNING --no-progress-bar
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: help env book notebooks test run clean kernels traces traces-plan FORCE browser vm-packages verify-data
+.PHONY: test-kernels help env book notebooks test run clean kernels traces traces-plan FORCE browser vm-packages verify-data
 
 help:
 	@echo "make book    environment, notebooks (papermill) into $(GENERATED)/, book into book/_build/html (and its PDF when chromium is there)"
@@ -151,7 +151,7 @@ run: $(STAMP)
 # tests/test_browser.py opens the built book in headless Chromium; chromium is installed
 # here when root (CI: root, no terminal) and missing.  Without it that test is skipped.
 # The browser test opens the built book, so the book is built first.
-test: $(STAMP) $(if $(SKIP_KERNELS),,kernels) browser book
+test: $(STAMP) $(if $(SKIP_KERNELS),,test-kernels) browser book
 	$(BIN)python -m pytest $(PYTEST_ARGS)
 
 browser:
@@ -179,6 +179,12 @@ vm-packages:
 	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }; \
 	  else echo "make: install the Debian packages: $$missing" >&2; exit 2; fi; \
 	fi
+
+# test-kernels: only what the tests boot: the captured variants of the default base (make test;
+# the other base and the build-only variants are `make kernels`).
+test-kernels: $(STAMP) vm-packages
+	for v in $$($(BIN)rmapwalk kernel list | awk -F'\t' -v b="$$($(BIN)python -c 'from rmapwalk import kernels; print(kernels.load().default_base)')" '$$1 == b && $$5 == "capture" {print $$2}'); do \
+	  $(BIN)rmapwalk kernel build --kernel $$v; done
 
 kernels: $(STAMP) vm-packages
 	for b in $(KERNEL_BASES); do $(BIN)rmapwalk kernel build --base $$b --kernel all; done
