@@ -92,7 +92,9 @@ $(GENERATED)/kernels.md: kernel-config/kernels.yaml $(STAMP) | $(GENERATED)
 
 # The repository button's URL: REPO_URL=https://... , by default the git remote `origin` (if
 # any); with one, the book is built from a copy of _config.yml that carries it.
-REPO_URL ?= $(shell git remote get-url origin 2>/dev/null | sed -E 's|^git@([^:]+):|https://\1/|; s|\.git$$||')
+# Only a remote that is a web address of the form https://host/owner/repo is used (a clone of a
+# local folder has a path as its origin, which the theme's button cannot take).
+REPO_URL ?= $(shell git remote get-url origin 2>/dev/null | sed -E 's|^git@([^:]+):|https://\1/|; s|\.git$$||' | grep -E '^https?://[^/]+/[^/]+/[^/]+$$')
 BOOK_CONFIG := $(if $(strip $(REPO_URL)),--config $(GENERATED)/_config.yml,)
 book-config: | $(GENERATED)
 	@if [ -n "$(strip $(REPO_URL))" ]; then \
