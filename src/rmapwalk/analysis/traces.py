@@ -385,7 +385,10 @@ def per_vmas(walks: pd.DataFrame, *, confidence: float = 0.95, resamples: int = 
 
 
 # --- figures (matplotlib/seaborn; the notebooks glue them and write the captions) --------
-KERNEL_COLORS = {"baseline": "#c0392b", "patched": "#2471a3", "naive": "#7f8c8d"}
+# One colour per captured variant of kernels.yaml, in its order (a variant added there gets
+# the next colour, so no figure breaks on a kernel it has not seen).
+_PALETTE = ("#c0392b", "#2471a3", "#7f8c8d", "#27ae60", "#8e44ad", "#d68910", "#17a589")
+KERNEL_COLORS = {k: _PALETTE[i % len(_PALETTE)] for i, k in enumerate(KERNELS)}
 
 
 def empty_figure(what: str):
