@@ -165,17 +165,23 @@ def cpio_archive(entries: list[tuple]) -> bytes:
     return gzip.compress(out.getvalue(), compresslevel=6, mtime=0)
 
 
-def build_replayer(dest: Path) -> Path:
-    """Compile the static replayer into ``dest`` with its Makefile (gcc -static -Werror)."""
+def build_static(source_dir: Path, dest: Path) -> Path:
+    """Compile the static program of ``source_dir`` (its Makefile: gcc -static -Werror,
+    ``OUT=``) into ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "replayer"
-        r = subprocess.run(["make", "-s", "-C", str(REPLAYER_DIR), f"OUT={out}"],
+        out = Path(tmp) / dest.name
+        r = subprocess.run(["make", "-s", "-C", str(source_dir), f"OUT={out}"],
                            capture_output=True, text=True)
         if r.returncode != 0:
-            raise RuntimeError(f"building the replayer failed:\n{r.stdout}{r.stderr}")
+            raise RuntimeError(f"building {source_dir.name} failed:\n{r.stdout}{r.stderr}")
         shutil.copy2(out, dest)
     return dest
+
+
+def build_replayer(dest: Path) -> Path:
+    """Compile the static replayer into ``dest``."""
+    return build_static(REPLAYER_DIR, dest)
 
 
 def base_key() -> str:

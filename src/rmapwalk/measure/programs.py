@@ -245,15 +245,7 @@ def ensure_packages(wl: Workload, install: bool) -> dict[str, str]:
 
 def build_launcher(dest: Path) -> Path:
     """Compile the static launcher into ``dest`` (gcc -static -Werror, its Makefile)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "launcher"
-        r = subprocess.run(["make", "-s", "-C", str(LAUNCHER_DIR), f"OUT={out}"],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"building the launcher failed:\n{r.stdout}{r.stderr}")
-        shutil.copy2(out, dest)
-    return dest
+    return initramfs.build_static(LAUNCHER_DIR, dest)
 
 
 def launcher_key() -> str:
