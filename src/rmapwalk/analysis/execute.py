@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,12 @@ def execute(notebook: str | os.PathLike, out: str | os.PathLike, params: dict[st
     try:
         for s in handlers:
             signal.signal(s, _raise_interrupted)
-        pm.execute_notebook(str(notebook), str(part), parameters=params, kernel_name=kernel_name,
-                            cwd=str(cwd if cwd is not None else notebook.parent),
-                            progress_bar=False, log_output=False)
+        with tempfile.TemporaryDirectory(prefix="rmapwalk-kernel-") as sockets:
+            pm.execute_notebook(str(notebook), str(part), parameters=params,
+                                kernel_name=kernel_name,
+                                cwd=str(cwd if cwd is not None else notebook.parent),
+                                progress_bar=False, log_output=False,
+                                config=_private_transport(sockets))
         os.replace(part, final)
         return final
     except BaseException as e:
@@ -166,6 +170,18 @@ def execute(notebook: str | os.PathLike, out: str | os.PathLike, params: dict[st
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
+
+
+def _private_transport(folder: str):
+    """Kernel sockets as files in ``folder`` (IPC) instead of TCP ports on 127.0.0.1.
+
+    jupyter_client picks free TCP ports by binding and releasing them before the kernel binds
+    them again, so two runs started at the same moment can pick the same port ("Address
+    already in use", then "Kernel didn't respond"). Sockets in a folder of our own cannot
+    collide, and no other user on the machine can connect to them.
+    """
+    from traitlets.config import Config
+    return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "kernel")}})
 
 
 def _collect(args) -> dict[str, Any]:
