@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                                     "compared walk by walk; disagreements minimized")
     fuzz.add_arguments(p)
     p.set_defaults(func=fuzz.run)
+    from .fuzz import campaign
+    p = sub.add_parser("fuzz-campaign", help="the fixed-seed fuzz campaign of "
+                       "data/fuzz/campaign.yaml; --publish writes its summary to data/fuzz/")
+    campaign.add_arguments(p)
+    p.set_defaults(func=campaign.main)
     p = sub.add_parser("verify", help="check a data folder: manifests, places, scenarios, "
                                       "missing and extra runs")
     capture.add_verify_arguments(p)

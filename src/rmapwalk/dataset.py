@@ -133,8 +133,9 @@ def read_manifest(folder: Path) -> dict:
     return doc
 
 
-def check_manifest(folder: Path) -> list[str]:
-    """The manifest is intact and every file of the folder matches it, none extra."""
+def check_manifest(folder: Path, required: tuple[str, ...] = RUN_FILES) -> list[str]:
+    """The manifest is intact and every file of the folder matches it, none extra; the
+    ``required`` files (a run's, by default) are listed."""
     manifest = folder / MANIFEST
     try:
         doc = read_manifest(folder)
@@ -160,9 +161,10 @@ def check_manifest(folder: Path) -> list[str]:
             problems.append(f"{p}: sha256 differs from {manifest}")
     for name in sorted(set(present) - set(listed)):
         problems.append(f"{folder / name}: extra file, not in {manifest}")
-    for name in RUN_FILES:
+    for name in required:
         if name not in listed:
-            problems.append(f"{folder / name}: a run folder needs it; {manifest} lists none")
+            need = "a run folder needs it" if required is RUN_FILES else "required here"
+            problems.append(f"{folder / name}: {need}; {manifest} lists none")
     return problems
 
 

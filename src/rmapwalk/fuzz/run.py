@@ -47,9 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, required=True, help="the campaign's seed (>= 0)")
     parser.add_argument("--count", type=int, required=True, help="scenarios to generate")
     captured = tuple(v.name for v in kl.variants.values() if getattr(v, "capture", True))
-    parser.add_argument("--kernel", choices=(*captured, "all"), default="all",
-                        help="a variant, or all: every captured variant of the base whose "
-                             "image is built (the others are named and skipped)")
+    def kernel_choice(text: str) -> str:
+        names = text.split(",")
+        if text == "all" or (names and all(n in captured for n in names)):
+            return text
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 'all' or one or more of "
+                                         f"{', '.join(captured)} separated by commas")
+    parser.add_argument("--kernel", type=kernel_choice, default="all",
+                        help="a variant (or several, comma-separated: baseline,patched), or "
+                             "all: every captured variant of the base whose image is built "
+                             "(the others are named and skipped)")
     parser.add_argument("--base", choices=tuple(kl.bases), default=kl.default_base)
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default build/fuzz/<seed>/); must not hold runs/")
@@ -120,6 +127,33 @@ def _steps_of(scn: sc.Scenario) -> list:
     return [next(iter(item.items())) for item in doc["steps"]]
 
 
+RESULTS, STEPS = "results.csv", "steps.csv"
+# results.csv: one row per scenario and kernel; refused_*: the step the kernel refused (both
+# sides refusing it with the same errno is agreement), capture_failed: why no capture
+RESULT_COLUMNS = ("scenario", "kernel", "steps", "walks", "disagreements", "refused_step",
+                  "refused_errno", "capture_failed")
+# steps.csv: how many steps of each kind every generated scenario has (the step mix)
+STEP_COLUMNS = ("scenario", "kind", "count")
+
+
+def step_mix(scenarios: list) -> list[dict]:
+    """One row per scenario and step kind of ``scenario.STEP_KINDS`` (zero counts included)."""
+    rows = []
+    for s in scenarios:
+        counts = {k: 0 for k in sc.STEP_KINDS}
+        for kind, _ in _steps_of(s):
+            counts[kind] += 1
+        rows += [{"scenario": s.name, "kind": k, "count": n} for k, n in counts.items()]
+    return rows
+
+
+def _write_rows(path: Path, columns: tuple, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
 def _write_walks(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=contract.COLUMNS, extrasaction="ignore",
@@ -146,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
                                      "choose another folder or remove it")
         kl = kernel_list.load()
         variants = tuple(v for b, v in kl.kernels() if b == args.base) \
-            if args.kernel == "all" else (args.kernel,)
+            if args.kernel == "all" else tuple(args.kernel.split(","))
         for v in variants:
             kl.patches(args.base, v)
     except (outputs.UsageError, kernel_list.KernelListError) as e:
@@ -188,16 +222,25 @@ def run(args: argparse.Namespace) -> int:
     t_cap = time.monotonic() - t0
 
     # compare
-    lines, walks, groups, failures = [], 0, [], 0
+    lines, walks, groups, failures, results = [], 0, [], 0, []
     for s in scenarios:
         for v in variants:
             r = captured[(s.name, v)]
+            row = {"scenario": s.name, "kernel": v, "steps": len(s.steps), "walks": 0,
+                   "disagreements": 0, "refused_step": "", "refused_errno": "",
+                   "capture_failed": ""}
+            results.append(row)
             if r.failure:
                 failures += 1
                 lines.append(f"{s.path}: {v}: -: capture failed: {r.failure}")
+                row["capture_failed"] = str(r.failure).splitlines()[0] if r.failure else ""
                 continue
-            w, dis = differ.compare(differ.kernel_side(r), models[(s.name, v)])
+            kside = differ.kernel_side(r)
+            w, dis = differ.compare(kside, models[(s.name, v)])
             walks += w
+            row.update(walks=w, disagreements=len(dis))
+            if kside.refused:
+                row.update(refused_step=kside.refused["step"], refused_errno=kside.refused["errno"])
             lines += [d.line(str(s.path), v) for d in dis]
             if dis:
                 groups.append((s, v, dis))
@@ -236,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
                     "vm_wall": round(getattr(timing, "wall_seconds", 0.0), 2)},
     }
     (out / "disagreements.txt").write_text("".join(f"{l}\n" for l in lines))
+    _write_rows(out / RESULTS, RESULT_COLUMNS, results)
+    _write_rows(out / STEPS, STEP_COLUMNS, step_mix(scenarios))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     for m in minimized:
         if m.get("file"):
