@@ -28,7 +28,7 @@ EXECUTED := $(patsubst notebooks/%.ipynb,$(GENERATED)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(BIN)papermill --kernel python3 --log-level WARNING --no-progress-bar
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: test-kernels help env book notebooks test run clean kernels traces traces-plan FORCE browser vm-packages verify-data
+.PHONY: test-kernels help env book notebooks test run clean kernels traces traces-plan FORCE browser vm-packages verify-data fuzz-campaign
 
 help:
 	@echo "make book    environment, notebooks (papermill) into $(GENERATED)/, book into book/_build/html (and its PDF when chromium is there)"
@@ -36,6 +36,7 @@ help:
 	@echo "make test    environment, then pytest"
 	@echo "make run NB=skip-ratio PARAMS=\"-p vmas 10,100\"   one notebook into build/runs/ (unknown parameters refused)"
 	@echo "make clean   remove generated notebooks and the built book (not build/analysis)"
+	@echo "make traces  capture data/dataset.yaml's runs on the real kernels (Snakemake); make fuzz-campaign: the fuzz campaign into data/fuzz/"
 
 # --- environment -------------------------------------------------------------------------
 # On Debian, `python3 -m venv` needs python3-venv; install it when root (CI: no terminal).
@@ -205,6 +206,13 @@ traces: $(STAMP) vm-packages
 
 traces-plan: $(STAMP)
 	$(SNAKEMAKE) --dry-run --quiet
+
+# The fuzz campaign of data/fuzz/campaign.yaml (issue 7): every seed through `rmapwalk fuzz` on
+# every captured kernel of the base (build/fuzz/campaign/<seed>/, resumable: a finished seed is
+# not run again), then its summary into data/fuzz/<name>/ with a manifest (commit it).  About
+# an hour on 2 cores; CI makes the plan's small `ci` campaign instead (tests/measure/test_fuzz_ci.py).
+fuzz-campaign: $(STAMP) vm-packages
+	$(BIN)rmapwalk fuzz-campaign --publish
 
 clean:
 	rm -rf $(GENERATED) book/_build

@@ -144,3 +144,22 @@ def test_verify_command_fails_naming_the_file(tree, capsys):
     f.write_bytes(f.read_bytes()[:10])
     assert main(["verify", str(tree)]) == 1
     assert str(f) in capsys.readouterr().out
+
+
+def test_scenario_names_are_unique_across_folders():
+    """paths.scenario_file finds a name in data/scenarios/ or a folder under it (regressions/):
+    a name in two places would make a run's scenario ambiguous."""
+    from collections import Counter
+    names = Counter(p.stem for p in paths.SCENARIOS.rglob("*.yaml"))
+    assert [n for n, k in names.items() if k > 1] == []
+    for name in names:
+        assert paths.scenario_file(name).stem == name
+
+
+def test_scenario_file_finds_regressions_and_names_the_missing(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.yaml").write_text("x")
+    (tmp_path / "sub" / "b.yaml").write_text("x")
+    assert paths.scenario_file("a", tmp_path) == tmp_path / "a.yaml"
+    assert paths.scenario_file("b", tmp_path) == tmp_path / "sub" / "b.yaml"
+    assert paths.scenario_file("c", tmp_path) == tmp_path / "c.yaml"     # named in messages

@@ -251,7 +251,7 @@ def _identity(folder: Path, scenario: str, base: str, variant: str, scenarios: P
     if base not in kl.bases or variant not in kl.variants:
         problems.append(f"{folder}: kernel {base}/{variant} is not in {kl.path}")
     if scenarios is not None:
-        committed = Path(scenarios) / f"{scenario}.yaml"
+        committed = paths.scenario_file(scenario, scenarios)
         if not committed.is_file():
             problems.append(f"{manifest}: scenario {scenario!r} has no committed file {committed}")
         elif sha256_file(committed) != sc.get("sha256"):

@@ -15,9 +15,22 @@ KERNEL_CONFIG = ROOT / "kernel-config"
 CACHE = Path(os.environ.get("RMAPWALK_CACHE", Path.home() / ".cache" / "rmapwalk"))
 
 
+def scenario_file(name: str, root: str | os.PathLike = SCENARIOS) -> Path:
+    """The committed file of scenario ``name``: ``root/<name>.yaml``, or the one
+    ``<name>.yaml`` in a folder under ``root`` (``regressions/``); scenario names are unique
+    across the folders (``tests/test_scenario.py`` checks it).  The top-level path when there
+    is none, so that a message can name the file expected."""
+    root = Path(root)
+    top = root / f"{name}.yaml"
+    if top.is_file():
+        return top
+    found = sorted(root.rglob(f"{name}.yaml"))
+    return found[0] if found else top
+
+
 def scenario_path(name_or_path: str | os.PathLike) -> Path:
-    """A scenario given by name (``seed-benchmark``) or by path."""
+    """A scenario given by name (``seed-benchmark``, ``ksm-chain-first-choice``) or by path."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
-    return SCENARIOS / f"{p}.yaml"
+    return scenario_file(str(p))

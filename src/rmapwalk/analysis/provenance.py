@@ -164,7 +164,8 @@ def _parameters(nb: Path) -> list[str]:
 
 
 ARCHIVE = "rmapwalk-data.tar.gz"
-ARCHIVE_MEMBERS = ("data/dataset.yaml", "data/thread.yaml", "data/scenarios", "data/traces")
+ARCHIVE_MEMBERS = ("data/dataset.yaml", "data/thread.yaml", "data/scenarios", "data/traces",
+                   "data/fuzz")
 
 
 def archive(out: Path, root: Path | None = None) -> str:
