@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     from .measure import programs
     p = sub.add_parser("programs", help="KSM rmap walks of real programs in QEMU (issue 11)")
     programs.add_arguments(p)
+    from .measure import conditions
+    p = sub.add_parser("conditions", help="the v4 benchmark under its posted conditions and "
+                                          "the reproduction's, in QEMU (issue 10)")
+    conditions.add_arguments(p)
 
     args = parser.parse_args(argv)
     try:
