@@ -13,14 +13,28 @@ from rmapwalk.measure import initramfs, program
 
 # kind -> the steps of a minimal valid scenario whose last step is of that kind
 MINIMAL = {
-    "mmap": ["mmap: {region: A, pages: 2}"],
+    # 'after': the new region extends region A's VMA (mm/vma.c vma_merge_new_range)
+    "mmap": ["mmap: {region: A, pages: 2}", "fill: {region: A, byte: 1}",
+             "mmap: {region: B, pages: 2, after: A}"],
     "fill": ["mmap: {region: A, pages: 2}", "fill: {region: A, byte: 1}"],
     "mprotect": ["mmap: {region: A, pages: 2}", "mprotect: {region: A, start: 0, pages: 1, prot: r}"],
     "mergeable": ["mmap: {region: A, pages: 2}", "mergeable: {region: A}"],
     "ksm_merge": ["mmap: {region: A, pages: 2}", "fill: {region: A, byte: 1}",
                   "mergeable: {region: A}", "ksm_merge: {full_scans: 2}"],
     "fork": ["mmap: {region: A, pages: 2}", "fork: {children: 1}"],
-    "mremap": ["mmap: {region: A, pages: 2}", "mremap: {region: A, start: 1, pages: 1, to: B}"],
+    # to a new region, then MREMAP_FIXED of page 2 onto page 1 (mm/mremap.c mremap_to)
+    "mremap": ["mmap: {region: A, pages: 3}", "fill: {region: A, byte: 1}",
+               "mremap: {region: A, start: 0, pages: 1, to: B}",
+               "mremap: {region: A, start: 2, pages: 1, to: A, to_page: 1}"],
+    # shrink, then grow back in place (mm/mremap.c vma_merge_extend)
+    "mremap_resize": ["mmap: {region: A, pages: 4}", "fill: {region: A, byte: 1}",
+                      "mremap_resize: {region: A, start: 0, pages: 4, new_pages: 2}",
+                      "mremap_resize: {region: A, start: 0, pages: 2, new_pages: 3}"],
+    "unmergeable": ["mmap: {region: A, pages: 2}", "fill: {region: A, byte: 1}",
+                    "mergeable: {region: A}", "ksm_merge: {full_scans: 2}",
+                    "unmergeable: {region: A}"],
+    "exit": ["mmap: {region: A, pages: 2}", "fill: {region: A, byte: 1}",
+             "fork: {children: 1}", "exit: {proc: 1}"],
     "munmap": ["mmap: {region: A, pages: 2}", "munmap: {region: A, start: 1, pages: 1}"],
     "migrate": ["mmap: {region: A, pages: 2}", "fill: {region: A, byte: 1}",
                 "migrate: {region: A, pages: [0]}"],

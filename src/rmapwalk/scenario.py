@@ -39,7 +39,10 @@ MIN_NEVER_PRUNE_MS = 600_000
 # REGION_BASE + k * REGION_STRIDE (the replayer uses MAP_FIXED_NOREPLACE / MREMAP_FIXED).
 # Anonymous vm_pgoff is the address >> PAGE_SHIFT (mm/mmap.c do_mmap), and the naive query
 # uses addresses too, so both sides must use the same addresses; regions 1 TiB apart never
-# touch, so no VMA merge happens across regions.
+# touch, so no VMA merge happens across regions -- except a region mmap'ed with
+# ``after: R``: it starts right where region R's pages end (R's address + R's pages), so the
+# two can merge into one VMA (mm/vma.c vma_merge_new_range) and share R's anon_vma; its own
+# slot k is left unused.
 REGION_BASE = 0x100000000000    # 16 TiB
 REGION_STRIDE = 0x10000000000   # 1 TiB
 # Regions from REGION_BASE up to 112 TiB, below the 128 TiB x86_64 user address space top.
@@ -89,8 +92,17 @@ class Scenario:
 
     @property
     def region_addresses(self) -> dict[str, int]:
-        """Region name -> its fixed start address (see REGION_BASE)."""
-        return {name: REGION_BASE + k * REGION_STRIDE for k, name in enumerate(self.regions)}
+        """Region name -> its fixed start address (see REGION_BASE): slot k, or right after
+        the region named by the mmap's ``after``."""
+        sizes = self.regions
+        after = {s["region"]: s["after"] for s in self.steps if s.kind == "mmap" and "after" in s.args}
+        out: dict[str, int] = {}
+        for k, name in enumerate(sizes):
+            if name in after:
+                out[name] = out[after[name]] + sizes[after[name]] * PAGE_SIZE
+            else:
+                out[name] = REGION_BASE + k * REGION_STRIDE
+        return out
 
     @property
     def regions(self) -> dict[str, int]:
@@ -99,7 +111,7 @@ class Scenario:
         for s in self.steps:
             if s.kind == "mmap":
                 out[s["region"]] = s["pages"]
-            elif s.kind == "mremap":
+            elif s.kind == "mremap" and s["to"] not in out:
                 out[s["to"]] = s["pages"]
         return out
 
@@ -131,9 +143,12 @@ class StepKind:
 # measure.program.COMPILERS, and the ops of replayer.c); tests/test_step_contract.py checks it.
 STEP_KINDS: dict[str, StepKind] = {
     "mmap": StepKind(
-        {"region": (_STR, True), "pages": (_POS, True), "backing": (_BACK, False)},
-        "map a new region: MAP_PRIVATE|MAP_ANONYMOUS, or MAP_SHARED of a tmpfs file (backing: file)",
-        "mm/mmap.c do_mmap"),
+        {"region": (_STR, True), "pages": (_POS, True), "backing": (_BACK, False),
+         "after": (_STR, False)},
+        "map a new region: MAP_PRIVATE|MAP_ANONYMOUS, or MAP_SHARED of a tmpfs file (backing: "
+        "file); 'after: R' places it right after region R's pages (EEXIST if mapped), where an "
+        "anonymous region may merge with R's VMA and share its anon_vma",
+        "mm/mmap.c do_mmap, __mmap_region, mm/vma.c vma_merge_new_range"),
     "fill": StepKind(
         {"region": (_STR, True), "byte": (_BYTE, False), "unique": (_BOOL, False),
          "start": (_INT, False), "pages": (_POS, False)},
@@ -157,9 +172,28 @@ STEP_KINDS: dict[str, StepKind] = {
         "fork children that keep every mapping",
         "kernel/fork.c dup_mmap"),
     "mremap": StepKind(
-        {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True), "to": (_STR, True)},
-        "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of the range to a new region 'to'",
+        {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True), "to": (_STR, True),
+         "to_page": (_INT, False)},
+        "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of the range to a new region 'to', or onto page "
+        "'to_page' of an existing region 'to' (what is mapped there is unmapped first; EINVAL "
+        "if the two ranges overlap)",
         "mm/mremap.c mremap_to, vma_to_resize, move_vma"),
+    "mremap_resize": StepKind(
+        {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True),
+         "new_pages": (_POS, True)},
+        "mremap(flags 0) of the range to new_pages in place: shrinking unmaps the tail; growing "
+        "expands the VMA if the range ends its VMA and the following pages are free (else ENOMEM)",
+        "mm/mremap.c vma_to_resize, vma_expandable, mm/vma.c vma_merge_extend, do_vmi_munmap"),
+    "unmergeable": StepKind(
+        {"region": (_STR, True)},
+        "madvise(MADV_UNMERGEABLE) on the whole region: KSM pages copied out, VM_MERGEABLE cleared "
+        "(ENOMEM over holes, applied around them)",
+        "mm/ksm.c ksm_madvise, unmerge_ksm_pages, break_ksm"),
+    "exit": StepKind(
+        {},
+        "the process (a forked child without live children) exits: its mm is torn down; its "
+        "rmap_items stay on KSM's lists until ksmd's next scan",
+        "kernel/exit.c do_exit, mm/mmap.c exit_mmap, mm/ksm.c __ksm_exit"),
     "munmap": StepKind(
         {"region": (_STR, True), "start": (_INT, True), "pages": (_POS, True)},
         "munmap of the range",
@@ -295,12 +329,24 @@ def loads(text: str, path: str = "<string>") -> Scenario:
     regions: dict[str, int] = {}
     nprocs = 1
     total = 0
+    parents: list[int | None] = [None]     # parent of each process
+    exited: set[int] = set()
     for i, raw in enumerate(raw_steps, start=1):
         line = lines[i - 1] if i - 1 < len(lines) else None
-        step = _parse_step(path, i, line, raw, regions, nprocs)
+        step = _parse_step(path, i, line, raw, regions, nprocs, exited)
         if step.kind == "fork":
             nprocs += step["children"]
+            parents += [step.proc] * step["children"]
             _limit(path, i, line, "processes", nprocs, "the number of processes")
+        elif step.kind == "exit":
+            if step.proc == 0:
+                raise ScenarioError(path, i, "exit: process 0 cannot exit (only a forked child)",
+                                    line=line)
+            alive = [c for c in range(nprocs) if parents[c] == step.proc and c not in exited]
+            if alive:
+                raise ScenarioError(path, i, f"exit: process {step.proc} still has live "
+                                    f"children {alive} (they exit first)", line=line)
+            exited.add(step.proc)
         elif step.kind == "mmap":
             total += step["pages"]
             _limit(path, i, line, "total_pages", total, "the pages mapped by all mmap steps")
@@ -312,7 +358,7 @@ def loads(text: str, path: str = "<string>") -> Scenario:
                     sha256=hashlib.sha256(text.encode()).hexdigest(), params=params)
 
 
-def _parse_step(path, i, line, raw, regions, nprocs) -> Step:
+def _parse_step(path, i, line, raw, regions, nprocs, exited=frozenset()) -> Step:
     def fail(msg):
         raise ScenarioError(path, i, msg, line=line)
 
@@ -329,6 +375,8 @@ def _parse_step(path, i, line, raw, regions, nprocs) -> Step:
     proc = fields.pop("proc", 0)
     if not (isinstance(proc, int) and not isinstance(proc, bool) and 0 <= proc < nprocs):
         fail(f"{kind}: 'proc' must be 0..{nprocs - 1} (processes existing at this step), got {proc!r}")
+    if proc in exited:
+        fail(f"{kind}: process {proc} has exited (an earlier exit step)")
     spec = STEP_KINDS[kind].fields
     for key in fields:
         if key not in spec:
@@ -347,6 +395,9 @@ def _parse_step(path, i, line, raw, regions, nprocs) -> Step:
     if kind == "mmap":
         if fields["region"] in regions:
             fail(f"mmap: region {fields['region']!r} already exists")
+        if "after" in fields and fields["after"] not in regions:
+            known = ", ".join(sorted(regions)) or "none yet"
+            fail(f"mmap: unknown region {fields['after']!r} for 'after' (regions so far: {known})")
         _limit(path, i, line, "pages_per_region", fields["pages"], "mmap: the region's pages")
         regions[fields["region"]] = fields["pages"]
         _limit(path, i, line, "regions", len(regions), "the number of regions")
@@ -380,10 +431,23 @@ def _parse_step(path, i, line, raw, regions, nprocs) -> Step:
         if fields["stride"] and fields["stride"] < fields["pages"]:
             fail(f"mprotect: stride {fields['stride']} must be >= pages {fields['pages']}")
     if kind == "mremap":
-        if fields["to"] in regions:
-            fail(f"mremap: target region {fields['to']!r} already exists")
-        regions[fields["to"]] = fields["pages"]
-        _limit(path, i, line, "regions", len(regions), "the number of regions")
+        to = fields["to"]
+        if to in regions:
+            # MREMAP_FIXED onto an existing region: the destination must lie inside it
+            fields.setdefault("to_page", 0)
+            if fields["to_page"] + fields["pages"] > regions[to]:
+                fail(f"mremap: destination pages [{fields['to_page']}, {fields['to_page'] + fields['pages']}) "
+                     f"out of range for region {to!r} of {regions[to]} pages")
+        else:
+            if fields.get("to_page", 0):
+                fail(f"mremap: 'to_page' needs an existing target region ({to!r} is new)")
+            regions[to] = fields["pages"]
+            _limit(path, i, line, "regions", len(regions), "the number of regions")
+    if kind == "mremap_resize":
+        if fields["start"] + fields["new_pages"] > regions[fields["region"]]:
+            fail(f"mremap_resize: pages [{fields['start']}, {fields['start'] + fields['new_pages']}) "
+                 f"out of range for region {fields['region']!r} of {regions[fields['region']]} pages "
+                 "(a region does not grow beyond its mapped size)")
     return Step(i, kind, fields, proc, line)
 
 

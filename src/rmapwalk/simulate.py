@@ -69,7 +69,11 @@ class _Replay:
         return self.bases[region] + page * PAGE_SIZE
 
     def where(self, addr: int) -> str:
-        """An address in scenario terms: page N of region R."""
+        """An address in scenario terms: page N of region R (the region whose pages hold it,
+        else the one whose slot does: regions placed ``after`` another share its slot)."""
+        for name, base in self.bases.items():
+            if base <= addr < base + self.sizes[name] * PAGE_SIZE:
+                return f"page {(addr - base) // PAGE_SIZE} of region {name}"
         for name, base in self.bases.items():
             if base <= addr < base + sc.REGION_STRIDE:
                 return f"page {(addr - base) // PAGE_SIZE} of region {name}"
@@ -86,8 +90,11 @@ def _range(step: sc.Step, start: int, end: int) -> str:
 
 
 def _mmap(r: _Replay, step: sc.Step) -> None:
-    r.kernel.mmap(step.proc, r.bases[step["region"]], step["pages"],
-                  file=step["region"] if step["backing"] == "file" else None)
+    try:
+        r.kernel.mmap(step.proc, r.bases[step["region"]], step["pages"],
+                      file=step["region"] if step["backing"] == "file" else None)
+    except ModelError as e:     # MAP_FIXED_NOREPLACE over a mapping (a region placed 'after')
+        raise r.refuse(step, e, f"the range of region {step['region']}") from None
 
 
 def _fill(r: _Replay, step: sc.Step) -> None:
@@ -109,16 +116,29 @@ def _mprotect(r: _Replay, step: sc.Step) -> None:
             raise r.refuse(step, err, _range(step, s, e)) from None
 
 
-def _mergeable(r: _Replay, step: sc.Step) -> None:
+def _madvise(r: _Replay, step: sc.Step, call) -> None:
+    """``mergeable`` and ``unmergeable``: madvise over the whole region."""
     region = step["region"]
     try:
-        r.kernel.madvise_mergeable(step.proc, r.addr(region, 0), r.addr(region, r.sizes[region]))
+        call(step.proc, r.addr(region, 0), r.addr(region, r.sizes[region]))
     except ModelError as e:
         # mm/madvise.c madvise_walk_vmas(): holes (pages moved away by mremap or unmapped)
         # give ENOMEM after the advice was applied to every VMA around them; the replayer
         # expects exactly that for a region with holes (program.py, the HOLES flag).
         if e.errno != "ENOMEM":
             raise r.refuse(step, e, f"region {region}") from None
+
+
+def _mergeable(r: _Replay, step: sc.Step) -> None:
+    _madvise(r, step, r.kernel.madvise_mergeable)
+
+
+def _unmergeable(r: _Replay, step: sc.Step) -> None:
+    _madvise(r, step, r.kernel.madvise_unmergeable)
+
+
+def _exit(r: _Replay, step: sc.Step) -> None:
+    r.kernel.exit(step.proc)
 
 
 def _ksm_merge(r: _Replay, step: sc.Step) -> None:
@@ -133,7 +153,17 @@ def _fork(r: _Replay, step: sc.Step) -> None:
 def _mremap(r: _Replay, step: sc.Step) -> None:
     region, start, pages = step["region"], step["start"], step["pages"]
     try:
-        r.kernel.mremap(step.proc, r.addr(region, start), pages * PAGE_SIZE, r.bases[step["to"]])
+        r.kernel.mremap(step.proc, r.addr(region, start), pages * PAGE_SIZE,
+                        r.addr(step["to"], step.get("to_page", 0)))
+    except ModelError as e:
+        raise r.refuse(step, e, _range(step, start, start + pages)) from None
+
+
+def _mremap_resize(r: _Replay, step: sc.Step) -> None:
+    region, start, pages = step["region"], step["start"], step["pages"]
+    try:
+        r.kernel.mremap_resize(step.proc, r.addr(region, start), pages * PAGE_SIZE,
+                               step["new_pages"] * PAGE_SIZE)
     except ModelError as e:
         raise r.refuse(step, e, _range(step, start, start + pages)) from None
 
@@ -172,6 +202,9 @@ HANDLERS: dict[str, Callable[[_Replay, sc.Step], None]] = {
     "ksm_merge": _ksm_merge,
     "fork": _fork,
     "mremap": _mremap,
+    "mremap_resize": _mremap_resize,
+    "unmergeable": _unmergeable,
+    "exit": _exit,
     "munmap": _munmap,
     "migrate": _walk_pages,
     "idle": _walk_pages,

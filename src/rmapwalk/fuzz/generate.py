@@ -32,7 +32,7 @@ from typing import Callable
 
 from rmapwalk.scenario import STEP_KINDS
 
-VERSION = 4
+VERSION = 5
 MAX_MMAP_REGIONS = 4
 MAX_TARGETS = 3               # regions created by mremap
 MAX_PAGES = 64
@@ -46,7 +46,8 @@ PROTS = ("r", "rw", "none")
 # How often each kind is drawn for the middle of a history (a kind of STEP_KINDS missing
 # here is an error: see check_kinds()).
 WEIGHTS = {"mmap": 3, "fill": 6, "mprotect": 5, "mergeable": 5, "ksm_merge": 3, "fork": 2,
-           "mremap": 3, "munmap": 2, "migrate": 4, "idle": 4}
+           "mremap": 3, "munmap": 2, "migrate": 4, "idle": 4, "mremap_resize": 2,
+           "unmergeable": 2, "exit": 3}
 
 
 class GeneratorError(RuntimeError):
@@ -59,6 +60,8 @@ class Proc:
     written: dict[str, list] = dataclasses.field(default_factory=dict)   # bool per page
     edges: dict[str, set] = dataclasses.field(default_factory=dict)      # possible boundaries
     merge: dict[str, list] = dataclasses.field(default_factory=dict)     # VM_MERGEABLE per page
+    alive: bool = True                  # False after its exit step
+    parent: int | None = None
 
 
 @dataclasses.dataclass
@@ -73,10 +76,14 @@ class History:
     bytes_used: dict = dataclasses.field(default_factory=dict)  # region -> bytes written
     mprotects: list = dataclasses.field(default_factory=list)   # (proc, region, start, pages)
     refusal: dict | None = None
+    after_used: set = dataclasses.field(default_factory=set)   # regions something was placed after
 
     # --- shadow helpers -------------------------------------------------------------
     def regions_of(self, proc: int) -> list[str]:
-        return [r for r in self.procs[proc].pages]
+        return [r for r in self.procs[proc].pages] if self.procs[proc].alive else []
+
+    def live(self) -> list[int]:
+        return [p for p, q in enumerate(self.procs) if q.alive]
 
     def mapped(self, proc: int, region: str) -> list[int]:
         return [i for i, p in enumerate(self.procs[proc].pages[region]) if p is not None]
@@ -130,8 +137,12 @@ def _mmap(h: History, refuse: bool = False) -> bool:
     rng = h.rng
     name = h.new_region_name(False)
     pages = rng.choice(SIZES)
-    proc = 0 if rng.random() < 0.8 else rng.randrange(len(h.procs))
+    proc = 0 if rng.random() < 0.8 else rng.choice(h.live())
     backing = "file" if rng.random() < 0.15 else "anon"
+    # right after an existing region's pages (mm/vma.c vma_merge_new_range): never twice
+    # after the same region, which would be EEXIST (MAP_FIXED_NOREPLACE)
+    free = [r for r in h.sizes if r not in h.after_used]
+    after = rng.choice(free) if free and rng.random() < 0.35 else None
     h.sizes[name], h.backing[name] = pages, backing
     p = h.procs[proc]
     p.pages[name], p.written[name], p.edges[name] = ["rw"] * pages, [False] * pages, set()
@@ -139,6 +150,9 @@ def _mmap(h: History, refuse: bool = False) -> bool:
     fields = {"region": name, "pages": pages}
     if backing == "file" or rng.random() < 0.1:
         fields["backing"] = backing
+    if after is not None:
+        fields["after"] = after
+        h.after_used.add(after)
     h.add("mmap", fields, proc)
     return True
 
@@ -170,6 +184,20 @@ def _fill(h: History, refuse: bool = False) -> bool:
               proc)
         h.refusal = {"kind": "fill", "errno": "SIGSEGV", "certain": True}
         return True
+    def cow(p, r):      # written, VM_MERGEABLE, writable: maybe a KSM page (do_wp_page)
+        q = h.procs[p]
+        return [i for i, (x, w, m) in enumerate(zip(q.pages[r], q.written[r], q.merge[r]))
+                if x == "rw" and w and m]
+    if rng.random() < 0.3:
+        pick = h.pick_proc_with_region(lambda p, r: bool(cow(p, r)))
+        if pick is not None:    # a write that breaks a KSM page: copy-on-write
+            proc, region = pick
+            page = rng.choice(cow(proc, region))
+            used = h.bytes_used.setdefault(region, [])
+            byte = rng.choice(used) if used and rng.random() < 0.5 else rng.choice(BYTES)
+            used.append(byte)
+            h.add("fill", {"region": region, "byte": byte, "start": page, "pages": 1}, proc)
+            return True
     pick = h.pick_proc_with_region(lambda p, r: "rw" in h.procs[p].pages[r])
     if pick is None:
         return False
@@ -282,15 +310,78 @@ def _fork(h: History, refuse: bool = False) -> bool:
     if room <= 0:
         return False
     children = h.rng.randint(1, min(room, 2))
-    proc = h.rng.randrange(len(h.procs))
+    proc = h.rng.choice(h.live())
     for _ in range(children):
         h.procs.append(copy.deepcopy(h.procs[proc]))
+        h.procs[-1].parent = proc
     h.add("fork", {"children": children}, proc)
+    return True
+
+
+def _source_run(h: History, proc: int, region: str) -> tuple[int, int]:
+    """A random range of mapped pages surely inside one VMA (no possible boundary inside)."""
+    rng = h.rng
+    pg = h.procs[proc].pages[region]
+    size = len(pg)
+    start = rng.choice(h.mapped(proc, region))
+    end = start + 1
+    limit = start + rng.choice((1, 2, 4, size))
+    while end < size and end < limit and pg[end] is not None \
+            and not h.maybe_edge(proc, region, end):
+        end += 1
+    return start, end - start
+
+
+def _mremap_onto(h: History, refuse: bool) -> bool:
+    """MREMAP_FIXED onto a page of an existing region of the same backing (mm/mremap.c
+    mremap_to unmaps the destination first); refused: onto an overlapping range (EINVAL)."""
+    rng = h.rng
+    pick = h.pick_proc_with_region(lambda p, r: bool(h.mapped(p, r)))
+    if pick is None:
+        return False
+    proc, region = pick
+    start, n = _source_run(h, proc, region)
+    p = h.procs[proc]
+    if refuse:
+        lo, hi = max(0, start - n + 1), min(start + n - 1, h.sizes[region] - n)
+        to_page = rng.randint(lo, hi)       # overlaps [start, start + n)
+        h.add("mremap", {"region": region, "start": start, "pages": n, "to": region,
+                         "to_page": to_page}, proc)
+        h.refusal = {"kind": "mremap", "errno": "EINVAL", "certain": True}
+        return True
+    targets = [r for r in h.sizes if h.backing[r] == h.backing[region] and h.sizes[r] >= n]
+    target = rng.choice(targets)
+    while True:
+        to_page = rng.randint(0, h.sizes[target] - n)
+        if target != region or to_page + n <= start or start + n <= to_page:
+            break
+        if h.sizes[region] < 2 * n:
+            return False
+    moved = [(p.pages[region][i], p.written[region][i], p.merge[region][i])
+             for i in range(start, start + n)]
+    for i in range(start, start + n):
+        p.pages[region][i] = None
+        p.merge[region][i] = False
+    p.edges[region] |= {start, start + n}
+    if target not in p.pages:       # created by another process: all hole here
+        p.pages[target] = [None] * h.sizes[target]
+        p.written[target] = [False] * h.sizes[target]
+        p.merge[target] = [False] * h.sizes[target]
+        p.edges[target] = set()
+    for k, (x, w, m) in enumerate(moved):
+        p.pages[target][to_page + k] = x
+        p.written[target][to_page + k] = w
+        p.merge[target][to_page + k] = m
+    p.edges[target] |= {to_page, to_page + n}
+    h.add("mremap", {"region": region, "start": start, "pages": n, "to": target,
+                     "to_page": to_page}, proc)
     return True
 
 
 def _mremap(h: History, refuse: bool = False) -> bool:
     rng = h.rng
+    if rng.random() < (0.3 if refuse else 0.4):
+        return _mremap_onto(h, refuse)
     if sum(1 for r in h.sizes if r.startswith("M")) >= MAX_TARGETS:
         return False
     pick = h.pick_proc_with_region(lambda p, r: bool(h.mapped(p, r)))
@@ -321,13 +412,8 @@ def _mremap(h: History, refuse: bool = False) -> bool:
         h.add("mremap", {"region": region, "start": start, "pages": n, "to": target}, proc)
         h.refusal = {"kind": "mremap", "errno": "EFAULT", "certain": why != "maybe"}
         return True
-    start = rng.choice(h.mapped(proc, region))
-    end = start + 1
-    limit = start + rng.choice((1, 2, 4, size))
-    while end < size and end < limit and pg[end] is not None \
-            and not h.maybe_edge(proc, region, end):
-        end += 1
-    n = end - start
+    start, n = _source_run(h, proc, region)
+    end = start + n
     target = h.new_region_name(True)
     h.sizes[target] = n
     h.backing[target] = h.backing[region]
@@ -362,6 +448,89 @@ def _munmap(h: History, refuse: bool = False) -> bool:
         h.procs[proc].merge[region][i] = False
     h.procs[proc].edges[region] |= {start, start + n}
     h.add("munmap", {"region": region, "start": start, "pages": n}, proc)
+    return True
+
+
+def _mremap_resize(h: History, refuse: bool = False) -> bool:
+    """mremap in place of an anonymous range (file VMAs grown past the file's size would
+    SIGBUS on a write): shrink (unmaps the tail), or grow into unmapped pages right after a
+    range that surely ends its VMA (the page after it is a hole).  Refused: growing a range
+    whose next page is mapped (ENOMEM, no MREMAP_MAYMOVE), or a range starting in a hole
+    (EFAULT)."""
+    rng = h.rng
+    pick = h.pick_proc_with_region(lambda p, r: h.backing[r] == "anon" and bool(h.mapped(p, r)))
+    if pick is None:
+        return False
+    proc, region = pick
+    p = h.procs[proc]
+    pg = p.pages[region]
+    size = len(pg)
+    if refuse:
+        holes = [i for i, x in enumerate(pg) if x is None]
+        if holes and rng.random() < 0.3:
+            start = rng.choice(holes)
+            h.add("mremap_resize", {"region": region, "start": start, "pages": 1,
+                                    "new_pages": rng.randint(1, size - start)}, proc)
+            h.refusal = {"kind": "mremap_resize", "errno": "EFAULT", "certain": True}
+            return True
+        start, n = _source_run(h, proc, region)
+        if start + n >= size or pg[start + n] is None:
+            return False
+        h.add("mremap_resize", {"region": region, "start": start, "pages": n,
+                                "new_pages": rng.randint(n + 1, size - start)}, proc)
+        h.refusal = {"kind": "mremap_resize", "errno": "ENOMEM", "certain": True}
+        return True
+    start, n = _source_run(h, proc, region)
+    free = 0
+    while start + n + free < size and pg[start + n + free] is None:
+        free += 1
+    if free and rng.random() < 0.6:         # grow in place (vma_merge_extend)
+        new = n + rng.randint(1, free)
+        for i in range(start + n, start + new):
+            pg[i] = pg[start + n - 1]
+            p.written[region][i] = False
+            p.merge[region][i] = p.merge[region][start + n - 1]
+        p.edges[region] |= {start + new}
+    elif n > 1:                             # shrink: the tail is unmapped
+        new = rng.randint(1, n - 1)
+        for i in range(start + new, start + n):
+            pg[i] = None
+            p.merge[region][i] = False
+        p.edges[region] |= {start + new, start + n}
+    else:
+        return False
+    h.add("mremap_resize", {"region": region, "start": start, "pages": n, "new_pages": new},
+          proc)
+    return True
+
+
+def _unmergeable(h: History, refuse: bool = False) -> bool:
+    """madvise(MADV_UNMERGEABLE): KSM pages of the region in that process copied out."""
+    pick = h.pick_proc_with_region(lambda p, r: any(h.procs[p].merge[r]))
+    if pick is None or h.rng.random() < 0.2:
+        pick = h.pick_proc_with_region()
+    if pick is None:
+        return False
+    proc, region = pick
+    p = h.procs[proc]
+    p.merge[region] = [False] * h.sizes[region]
+    h.add("unmergeable", {"region": region}, proc)
+    return True
+
+
+def _exit(h: History, refuse: bool = False) -> bool:
+    """A forked child without live children exits (its rmap_items stay until the next scan)."""
+    leaves = [c for c in h.live() if c and not any(
+        q.alive and q.parent == c for q in h.procs)]
+    if not leaves:
+        return False
+    proc = h.rng.choice(leaves)
+    p = h.procs[proc]
+    p.alive = False
+    for r in p.pages:
+        p.pages[r] = [None] * h.sizes[r]
+        p.merge[r] = [False] * h.sizes[r]
+    h.add("exit", {}, proc)
     return True
 
 
@@ -403,11 +572,14 @@ MAKERS: dict[str, Callable[[History, bool], bool]] = {
     "ksm_merge": _ksm_merge,
     "fork": _fork,
     "mremap": _mremap,
+    "mremap_resize": _mremap_resize,
+    "unmergeable": _unmergeable,
+    "exit": _exit,
     "munmap": _munmap,
     "migrate": _walk("migrate"),
     "idle": _walk("idle"),
 }
-REFUSABLE = ("fill", "mprotect", "mremap")
+REFUSABLE = ("fill", "mprotect", "mremap", "mremap_resize")
 
 
 def check_kinds() -> None:

@@ -31,16 +31,25 @@ Ops (RID is a region number, pages are indexes into the region as it was mapped)
                                        expected
 ``ksm_merge FULL_SCANS``               run ksmd until full_scans grew by FULL_SCANS, stop
 ``fork FIRST COUNT``                   fork COUNT children, ids FIRST .. FIRST+COUNT-1
-``mremap RID START PAGES TO_RID``      mremap(MAYMOVE|FIXED) of the range to TO_RID's BASE
+``mremap RID START PAGES TO_RID [TO_PAGE]``
+                                       mremap(MAYMOVE|FIXED) of the range to TO_RID's BASE
+                                       (+ TO_PAGE pages: onto an existing region, whose
+                                       pages there are unmapped first)
+``mremap_resize RID START PAGES NEW``  mremap(flags 0) of the range to NEW pages in place
+``unmergeable RID HOLES``              madvise(MADV_UNMERGEABLE) on the whole region; HOLES
+                                       as for ``mergeable``
+``exit``                               the process exits (no reply: the controller reads
+                                       EOF on its reply pipe once exit_mm() is done)
 ``munmap RID START PAGES``             munmap of the range
 ``migrate RID PAGE``                   move_pages(MPOL_MF_MOVE_ALL) of one page
 ``idle RID PAGE``                      set the page's bit in page_idle/bitmap
 =====================================  ===================================================
 
-Every region gets a fixed address far from every other mapping (``BASE``), so no scenario
-VMA is ever adjacent to another one: the kernel's ``find_mergeable_anon_vma()`` (mm/mmap.c)
-can then never hand a region a neighbour's anon_vma, which keeps each region's anon_vma as
-the scenario describes it.  The markers the replayer writes to ``trace_marker`` are
+Every region gets a fixed address (``BASE``, scenario.Scenario.region_addresses): 1 TiB
+from every other region, so no two regions' VMAs are adjacent -- and the kernel's
+``find_mergeable_anon_vma()`` (mm/vma.c) never hands a region a neighbour's anon_vma --
+unless the scenario places a region right after another (``mmap`` with ``after``), or moves
+pages onto an existing region (``mremap`` with an existing ``to``).  The markers the replayer writes to ``trace_marker`` are
 documented in :mod:`rmapwalk.measure.trace`.
 """
 from __future__ import annotations
@@ -100,6 +109,7 @@ class _Program:
     sizes: dict[str, int]
     holes: set = dataclasses.field(default_factory=set)   # (proc, region) with unmapped ranges
     next_child: int = 1
+    created: set = dataclasses.field(default_factory=set)  # regions created so far
 
 
 def _not_mapped_elsewhere(p: _Program, s: Step, region: str) -> None:
@@ -110,6 +120,7 @@ def _not_mapped_elsewhere(p: _Program, s: Step, region: str) -> None:
 
 def _mmap(p: _Program, s: Step) -> list[str]:
     _not_mapped_elsewhere(p, s, s["region"])
+    p.created.add(s["region"])
     return [f"mmap {p.rids[s['region']]}"]
 
 
@@ -143,11 +154,29 @@ def _fork(p: _Program, s: Step) -> list[str]:
 
 
 def _mremap(p: _Program, s: Step) -> list[str]:
+    p.holes.add((s.proc, s["region"]))
+    op = f"mremap {p.rids[s['region']]} {s['start']} {s['pages']} {p.rids[s['to']]}"
+    if s["to"] in p.created:        # onto an existing region (MREMAP_FIXED unmaps it first)
+        return [f"{op} {s.get('to_page', 0)}"]
     if s["pages"] != p.sizes[s["to"]]:
         raise AssertionError("scenario.regions and mremap disagree")
-    p.holes.add((s.proc, s["region"]))
     _not_mapped_elsewhere(p, s, s["to"])
-    return [f"mremap {p.rids[s['region']]} {s['start']} {s['pages']} {p.rids[s['to']]}"]
+    p.created.add(s["to"])
+    return [op]
+
+
+def _mremap_resize(p: _Program, s: Step) -> list[str]:
+    if s["new_pages"] < s["pages"]:     # the tail is unmapped
+        p.holes.add((s.proc, s["region"]))
+    return [f"mremap_resize {p.rids[s['region']]} {s['start']} {s['pages']} {s['new_pages']}"]
+
+
+def _unmergeable(p: _Program, s: Step) -> list[str]:
+    return [f"unmergeable {p.rids[s['region']]} {int((s.proc, s['region']) in p.holes)}"]
+
+
+def _exit(p: _Program, s: Step) -> list[str]:
+    return ["exit"]
 
 
 def _munmap(p: _Program, s: Step) -> list[str]:
@@ -170,6 +199,9 @@ COMPILERS: dict[str, Callable[[_Program, Step], list[str]]] = {
     "ksm_merge": _ksm_merge,
     "fork": _fork,
     "mremap": _mremap,
+    "mremap_resize": _mremap_resize,
+    "unmergeable": _unmergeable,
+    "exit": _exit,
     "munmap": _munmap,
     "migrate": _walk_pages,
     "idle": _walk_pages,
@@ -198,7 +230,7 @@ def compile_program(scenario: Scenario) -> str:
         if s.kind == "mmap":
             backing[s["region"]] = s.get("backing", "anon")
         elif s.kind == "mremap":
-            backing[s["to"]] = backing[s["region"]]
+            backing.setdefault(s["to"], backing[s["region"]])
     addresses = scenario.region_addresses
     for name, rid in rids.items():
         if sizes[name] * PAGE_SIZE > REGION_STRIDE:

@@ -64,7 +64,7 @@ class Kernel:
         self.generation += 1
         mapping = None
         if file is not None:
-            mapping = self.files.setdefault(file, AddressSpace(file))
+            mapping = self.files.setdefault(file, AddressSpace(file, pages))
         return mmops.do_mmap(self.procs[proc], addr, pages, file=mapping)
 
     def unique_content(self):
@@ -82,6 +82,11 @@ class Kernel:
             raise ModelError("SIGSEGV", "faults: its VMA is not writable",
                              "arch/x86/mm/fault.c access_error", addr=addr)
         index = vma.linear_page_index(addr)
+        if vma.vm_file is not None and vma.vm_file.size is not None and index >= vma.vm_file.size:
+            # a file VMA grown in place (mremap_resize) beyond i_size: mm/shmem.c
+            # shmem_get_folio_gfp() refuses an index past EOF, shmem_fault() -> VM_FAULT_SIGBUS
+            raise ModelError("SIGBUS", "faults: past the end of its file",
+                             "mm/shmem.c shmem_fault", addr=addr)
         if vma.vm_file is not None:
             folio = vma.vm_file.pages.get(index)
             if folio is None:
@@ -145,10 +150,61 @@ class Kernel:
         self.procs.append(mmops.dup_mmap(self.procs[proc], self.ksm))
         return len(self.procs) - 1
 
-    def mremap(self, proc: int, old: int, length: int, new: int) -> None:
+    def madvise_unmergeable(self, proc: int, start: int, end: int) -> None:
+        """madvise(MADV_UNMERGEABLE): mm/madvise.c ``madvise_walk_vmas`` → mm/ksm.c
+        ``ksm_madvise`` on every VMA of the range: one without VM_MERGEABLE is left alone
+        ("just ignore the advice"); otherwise, if it has an anon_vma, ``unmerge_ksm_pages``
+        copies every KSM page mapped in the range out of it (``break_ksm`` →
+        ``handle_mm_fault(FAULT_FLAG_UNSHARE)`` → mm/memory.c ``do_wp_page`` →
+        ``wp_page_copy``: KSM folios are never reused), then VM_MERGEABLE is cleared
+        (``madvise_update_vma``: split or merge).  The rmap_items stay on their stable nodes
+        until ksmd's next scan drops them.  Holes: ENOMEM after the advice was applied
+        around them, like MADV_MERGEABLE."""
         self.generation += 1
-        mmops.move_vma(self.procs[proc], old, length, new, ksm=self.ksm)
+        mm = self.procs[proc]
+        hole = mmops.first_hole(mm, start, end)
+        for vma in mm.vmas_in(start, end):
+            if not vma.vm_flags & mmops.VM_MERGEABLE:
+                continue
+            s, e = max(start, vma.vm_start), min(end, vma.vm_end)
+            if vma.anon_vma is not None:
+                self.ksm.unmerge_range(mm, s, e)
+            mmops.vma_modify_flags(mm, vma, s, e, vma.vm_flags & ~mmops.VM_MERGEABLE)
+        if hole is not None:
+            raise ModelError("ENOMEM", "has a hole (the advice was applied around it)",
+                             "mm/madvise.c madvise_walk_vmas", addr=hole)
+
+    def exit(self, proc: int) -> None:
+        """The process exits (kernel/exit.c ``do_exit`` → ``exit_mm`` → ``mmput`` →
+        kernel/fork.c ``__mmput``): mm/ksm.c ``ksm_exit`` first, then mm/mmap.c
+        ``exit_mmap``, which starts with ``lru_add_drain()`` and unmaps everything.  The
+        mm stays in :attr:`procs` (empty) so that process numbers keep their meaning."""
+        self.generation += 1
+        mm = self.procs[proc]
+        self.ksm.ksm_exit(mm)
+        self.lru.lru_add_drain()
+        mmops.exit_mmap(mm)
+
+    def mremap(self, proc: int, old: int, length: int, new: int) -> None:
+        """mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of [old, old + length) to ``new``
+        (mm/mremap.c ``mremap_to``): what is mapped at the destination is unmapped first."""
+        self.generation += 1
+        mm = self.procs[proc]
+        if mm.vmas_in(new, new + length) and mm.find_vma(old) is not None and \
+                not (old + length > new and new + length > old):
+            self.lru.lru_add_drain()    # the destination is unmapped: mm/vma.c vms_clear_ptes
+        mmops.mremap_to(mm, old, length, new, ksm=self.ksm)
         self.lru.lru_add_drain()        # the old range is unmapped: mm/vma.c vms_clear_ptes
+
+    def mremap_resize(self, proc: int, addr: int, old_len: int, new_len: int) -> None:
+        """mremap(addr, old_len, new_len, 0): in place (mm/mremap.c); shrinking unmaps the
+        tail (the LRU batch is drained if anything was mapped there)."""
+        self.generation += 1
+        mm = self.procs[proc]
+        if new_len < old_len and mm.find_vma(addr) is not None and \
+                mm.vmas_in(addr + new_len, addr + old_len):
+            self.lru.lru_add_drain()    # mm/vma.c vms_clear_ptes
+        mmops.mremap_resize(mm, addr, old_len, new_len)
 
     def munmap(self, proc: int, start: int, end: int) -> None:
         self.generation += 1

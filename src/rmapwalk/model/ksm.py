@@ -121,6 +121,23 @@ class Ksm:
     def ksm_fork(self, mm) -> None:
         self.ksm_enter(mm)
 
+    def ksm_exit(self, mm) -> None:
+        """mm/ksm.c ``__ksm_exit`` (kernel/fork.c ``__mmput``, before ``exit_mmap``): an mm
+        slot without rmap_items is freed at once ("easy_to_free"); one with rmap_items is
+        ``list_move``d right behind the scan cursor -- between steps that is ``ksm_mm_head``,
+        so to the front of the list -- and stays there with its rmap_items (still on their
+        stable nodes) until ksmd's next scan reaches it: ``scan_get_next_rmap_item`` sees
+        ``ksm_test_exit``, ``remove_trailing_rmap_items`` drops every item and the slot is
+        freed (``_scan_mm`` of an mm without VMAs does exactly that)."""
+        if not mm.mmf_vm_mergeable:
+            return                          # mm_slot_lookup() finds no slot
+        self.mm_slots.remove(mm)
+        if not self.rmap_list[mm]:
+            del self.rmap_list[mm]
+            mm.mmf_vm_mergeable = False
+            return
+        self.mm_slots.insert(0, mm)
+
     # --- the scan ------------------------------------------------------------------------
     def run_full_scans(self, n: int, kernel) -> None:
         """Let ksmd run until ``n`` more full scans have completed, then stop it (``run=0``):

@@ -367,18 +367,98 @@ def mprotect(mm: MmStruct, start: int, end: int, prot: str) -> None:
                          addr=hole)
 
 
+def _prev_next(mm: MmStruct, start: int, end: int):
+    """The VMAs around the empty range [start, end): ``find_vma_prev`` and ``vma_next``."""
+    i = bisect.bisect_left(mm._starts, start)
+    prev = mm.vmas[i - 1] if i > 0 else None
+    nxt = mm.vmas[i] if i < len(mm.vmas) else None
+    assert (prev is None or prev.vm_end <= start) and (nxt is None or nxt.vm_start >= end)
+    return prev, nxt
+
+
+def vma_merge_new_range(mm: MmStruct, prev, nxt, start: int, end: int, pgoff: int, flags: int,
+                        file, anon_vma) -> VmAreaStruct | None:
+    """mm/vma.c ``vma_merge_new_range``: can the new range [start, end) with these flags,
+    file, anon_vma and page offset extend ``prev`` (``can_vma_merge_left`` →
+    ``can_vma_merge_after``) and/or ``nxt`` (``can_vma_merge_right`` →
+    ``can_vma_merge_before``, plus ``are_anon_vmas_compatible(prev, next)`` when both)?
+    Then ``vma_expand``: the surviving VMA (prev if it merges, else next) takes the whole
+    range; when both merge, next is removed after ``dup_anon_vma(prev, next)``.  Returns the
+    expanded VMA, or None (no merge).  Flags compare exactly (is_mergeable_vma ignores only
+    VM_SOFTDIRTY, which the model does not have)."""
+    pglen = (end - start) >> PAGE_SHIFT
+    left = (prev is not None and prev.vm_end == start and prev.vm_flags == flags
+            and prev.vm_file is file and _is_mergeable_anon_vma(anon_vma, prev.anon_vma, prev)
+            and prev.vm_pgoff + prev.pages == pgoff)
+    right = (nxt is not None and nxt.vm_start == end and nxt.vm_flags == flags
+             and nxt.vm_file is file and _is_mergeable_anon_vma(anon_vma, nxt.anon_vma, nxt)
+             and nxt.vm_pgoff == pgoff + pglen
+             and (not left or _is_mergeable_anon_vma(prev.anon_vma, nxt.anon_vma, None)))
+    if left:
+        vma = prev
+        new_end = nxt.vm_end if right else end
+        if right:       # vma_expand(): remove_next, dup_anon_vma(vma, next)
+            _dup_anon_vma(prev, nxt)
+        _prepare([prev])
+        if right:       # vma_complete(): vp->remove
+            _remove_vma_links(nxt)
+            mm.vma_unlink(nxt)
+        _set_bounds(mm, prev, prev.vm_start, new_end, prev.vm_pgoff)
+        _complete([prev])
+        return vma
+    if right:           # vma_expand() of next down to start
+        _prepare([nxt])
+        _set_bounds(mm, nxt, start, nxt.vm_end, nxt.vm_pgoff - pglen)
+        _complete([nxt])
+        return nxt
+    return None
+
+
+def _remove_vma_links(vma) -> None:
+    """vma_complete() for ``vp->remove``: ``anon_vma_merge`` (unlink_anon_vmas) and the
+    i_mmap removal of a VMA absorbed by a merge."""
+    rmap.unlink_anon_vmas(vma)
+    if vma.vm_file is not None and vma.shared_rb is not None:
+        vma_interval_tree_remove(vma)
+
+
 def do_mmap(mm: MmStruct, addr: int, pages: int, *, file=None) -> VmAreaStruct:
-    """An anonymous private RW mapping (pgoff = addr >> PAGE_SHIFT), or MAP_SHARED of a shmem
-    file from offset 0.  Regions are placed apart, so no merge with a neighbour."""
+    """mm/mmap.c ``do_mmap`` → ``__mmap_region`` with MAP_FIXED_NOREPLACE: EEXIST if anything
+    is mapped in the range; an anonymous private RW mapping (pgoff = addr >> PAGE_SHIFT), or
+    MAP_SHARED of a shmem file from offset 0.  The new range first tries to extend a
+    neighbour (mm/vma.c ``vma_merge_new_range`` with no anon_vma): only a region placed
+    right after another (``after``) has one."""
+    end = addr + pages * PAGE_SIZE
+    if mm.vmas_in(addr, end):
+        raise ModelError("EEXIST", "is already mapped (MAP_FIXED_NOREPLACE)",
+                         "mm/mmap.c do_mmap", addr=mm.vmas_in(addr, end)[0].vm_start)
     if file is None:
         flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_ACCOUNT
-        vma = VmAreaStruct(mm, addr, addr + pages * PAGE_SIZE, addr >> PAGE_SHIFT, flags)
+        pgoff = addr >> PAGE_SHIFT
     else:
         flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_SHARED | VM_MAYSHARE
-        vma = VmAreaStruct(mm, addr, addr + pages * PAGE_SIZE, 0, flags, vm_file=file)
+        pgoff = 0
+    prev, nxt = _prev_next(mm, addr, end)
+    merged = vma_merge_new_range(mm, prev, nxt, addr, end, pgoff, flags, file, None)
+    if merged is not None:
+        return merged
+    vma = VmAreaStruct(mm, addr, end, pgoff, flags, vm_file=file)
+    if file is not None:
         vma_interval_tree_insert(vma)
     mm.vma_link(vma)
     return vma
+
+
+def exit_mmap(mm: MmStruct) -> None:
+    """mm/mmap.c ``exit_mmap`` (from kernel/fork.c ``__mmput`` after ``ksm_exit``): every
+    page unmapped (``unmap_vmas``), then ``free_pgtables`` unlinks every VMA from its
+    anon_vmas (``unlink_anon_vmas``) and from i_mmap (``unlink_file_vma``), and the VMAs go."""
+    for addr in list(mm.pte):
+        mm.clear_pte(addr)
+    for vma in list(mm.vmas):
+        _remove_vma_links(vma)
+    mm.vmas.clear()
+    mm._starts.clear()
 
 
 def do_munmap(mm: MmStruct, start: int, end: int) -> None:
@@ -403,6 +483,46 @@ def do_munmap(mm: MmStruct, start: int, end: int) -> None:
         mm.vma_unlink(vma)
 
 
+def mremap_to(mm: MmStruct, old_addr: int, length: int, new_addr: int, ksm=None) -> VmAreaStruct:
+    """mremap(MREMAP_MAYMOVE|MREMAP_FIXED, same length): the syscall's ``vma_lookup`` of the
+    source first (EFAULT, nothing changed); then mm/mremap.c ``mremap_to``: EINVAL if the old
+    and new ranges overlap; whatever is mapped at the destination is unmapped (``do_munmap``)
+    *before* ``vma_to_resize`` checks the source range (EFAULT if it crosses the end of its
+    VMA, with the destination already gone), and ``move_vma`` moves the range."""
+    if mm.find_vma(old_addr) is None:
+        raise ModelError("EFAULT", "starts where nothing is mapped", "mm/mremap.c "
+                         "vma_to_resize (vma_lookup: the mremap syscall makes it first)",
+                         addr=old_addr)
+    if old_addr + length > new_addr and new_addr + length > old_addr:
+        raise ModelError("EINVAL", "overlaps its destination", "mm/mremap.c mremap_to",
+                         addr=new_addr)
+    do_munmap(mm, new_addr, new_addr + length)
+    return move_vma(mm, old_addr, length, new_addr, ksm=ksm)
+
+
+def copy_vma(mm: MmStruct, vma: VmAreaStruct, addr: int, length: int, pgoff: int) -> VmAreaStruct:
+    """mm/vma.c ``copy_vma``: a never-faulted anonymous VMA takes ``pgoff = addr >>
+    PAGE_SHIFT`` ("to increase its chance of merging"); the new range first tries to extend
+    its neighbours (``vma_merge_new_range`` with vma's flags, file and anon_vma: possible when
+    the destination touches another VMA, e.g. MREMAP_FIXED into an existing region), else
+    ``vm_area_dup`` + ``anon_vma_clone``: the copy keeps vma->anon_vma and is counted in its
+    num_active_vmas."""
+    if vma.vm_file is None and vma.anon_vma is None:
+        pgoff = addr >> PAGE_SHIFT
+    prev, nxt = _prev_next(mm, addr, addr + length)
+    new = vma_merge_new_range(mm, prev, nxt, addr, addr + length, pgoff, vma.vm_flags,
+                              vma.vm_file, vma.anon_vma)
+    if new is not None:
+        return new
+    new = VmAreaStruct(mm, addr, addr + length, pgoff, vma.vm_flags, vma.vm_file)
+    new.anon_vma = vma.anon_vma
+    rmap.anon_vma_clone(new, vma)
+    if new.vm_file is not None:
+        vma_interval_tree_insert(new)
+    mm.vma_link(new)
+    return new
+
+
 def move_vma(mm: MmStruct, old_addr: int, length: int, new_addr: int, ksm=None) -> VmAreaStruct:
     """mm/mremap.c ``move_vma`` for a range inside one VMA: KSM pages in the range are broken
     first (``ksm_madvise(MADV_UNMERGEABLE)`` without changing the flags), ``copy_vma``
@@ -419,26 +539,47 @@ def move_vma(mm: MmStruct, old_addr: int, length: int, new_addr: int, ksm=None) 
                          "mm/mremap.c vma_to_resize", addr=vma.vm_end)
     if ksm is not None and vma.vm_flags & VM_MERGEABLE:
         ksm.unmerge_range(mm, old_addr, old_addr + length)
-    new_pgoff = vma.linear_page_index(old_addr)
-    if vma.vm_file is None and vma.anon_vma is None:
-        # mm/vma.c copy_vma(): "If anonymous vma has not yet been faulted, update new pgoff
-        # to match new location, to increase its chance of merging."
-        new_pgoff = new_addr >> PAGE_SHIFT
-    # copy_vma(): vma_merge_new_range() finds no neighbour (a scenario's mremap target is a
-    # fresh region, 1 TiB from any other), so vm_area_dup() + anon_vma_clone(): the copy
-    # keeps vma->anon_vma and is counted in its num_active_vmas.
-    new = VmAreaStruct(mm, new_addr, new_addr + length, new_pgoff, vma.vm_flags, vma.vm_file)
-    new.anon_vma = vma.anon_vma
-    rmap.anon_vma_clone(new, vma)
-    if new.vm_file is not None:
-        vma_interval_tree_insert(new)
-    mm.vma_link(new)
-    for off in range(0, length, PAGE_SIZE):
+    new = copy_vma(mm, vma, new_addr, length, vma.linear_page_index(old_addr))
+    for off in range(0, length, PAGE_SIZE):     # move_page_tables
         folio = mm.pte.get(old_addr + off)
         if folio is not None:
+            mm.clear_pte(old_addr + off)
             mm.set_pte(new_addr + off, folio)
     do_munmap(mm, old_addr, old_addr + length)
     return new
+
+
+def mremap_resize(mm: MmStruct, addr: int, old_len: int, new_len: int) -> None:
+    """mremap(addr, old_len, new_len, 0): resize in place (mm/mremap.c, the syscall).
+    ``vma_lookup(addr)`` fails: EFAULT.  Shrinking (or equal) always succeeds: the tail
+    ``[addr + new_len, addr + old_len)`` is unmapped (``do_vmi_munmap``).  Growing:
+    ``vma_to_resize`` refuses a range crossing the end of its VMA (EFAULT); if the range ends
+    its VMA and nothing is mapped in the next ``new_len - old_len`` bytes
+    (``vma_expandable``), ``vma_merge_extend`` expands the VMA there (and merges with the next
+    VMA if it now touches a compatible one); otherwise, without MREMAP_MAYMOVE, ENOMEM."""
+    vma = mm.find_vma(addr)
+    if vma is None:
+        raise ModelError("EFAULT", "starts where nothing is mapped", "mm/mremap.c mremap "
+                         "(vma_lookup)", addr=addr)
+    if new_len <= old_len:
+        if new_len < old_len:
+            do_munmap(mm, addr + new_len, addr + old_len)
+        return
+    if old_len > vma.vm_end - addr:
+        raise ModelError("EFAULT", "crosses the end of its VMA", "mm/mremap.c vma_to_resize",
+                         addr=vma.vm_end)
+    delta = new_len - old_len
+    if old_len != vma.vm_end - addr or mm.vmas_in(vma.vm_end, vma.vm_end + delta):
+        raise ModelError("ENOMEM", "cannot grow in place (the range does not end its VMA, or "
+                         "the pages after it are mapped) and may not move",
+                         "mm/mremap.c mremap (vma_expandable, no MREMAP_MAYMOVE)", addr=vma.vm_end)
+    # vma_merge_extend(): VMG_VMA_STATE(vma, vma, end, end + delta), prev = vma itself
+    start = vma.vm_end
+    _, nxt = _prev_next(mm, start, start + delta)
+    merged = vma_merge_new_range(mm, vma, nxt, start, start + delta,
+                                 vma.linear_page_index(start), vma.vm_flags, vma.vm_file,
+                                 vma.anon_vma)
+    assert merged is vma
 
 
 def dup_mmap(oldmm: MmStruct, ksm=None) -> MmStruct:

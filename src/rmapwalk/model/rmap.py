@@ -218,8 +218,9 @@ class Folio:
 class AddressSpace:
     """``struct address_space`` of a shmem file: ``i_mmap`` and the page cache."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, size: int | None = None):
         self.name = name
+        self.size = size        # i_size in pages (the replayer ftruncate()s to the region)
         self.i_mmap = IntervalTree()
         self.pages: dict[int, Folio] = {}
 

@@ -39,6 +39,9 @@
 #ifndef MADV_MERGEABLE
 #define MADV_MERGEABLE 12
 #endif
+#ifndef MADV_UNMERGEABLE
+#define MADV_UNMERGEABLE 13
+#endif
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
@@ -47,14 +50,16 @@
 #endif
 
 enum op_kind { OP_MMAP, OP_FILL, OP_MPROTECT, OP_MERGEABLE, OP_KSM_MERGE, OP_FORK,
-	       OP_MREMAP, OP_MUNMAP, OP_MIGRATE, OP_IDLE };
+	       OP_MREMAP, OP_MUNMAP, OP_MIGRATE, OP_IDLE, OP_MREMAP_RESIZE, OP_UNMERGEABLE,
+	       OP_EXIT };
 static const char *const op_names[] = { "mmap", "fill", "mprotect", "mergeable", "ksm_merge",
-					"fork", "mremap", "munmap", "migrate", "idle" };
+					"fork", "mremap", "munmap", "migrate", "idle",
+					"mremap_resize", "unmergeable", "exit" };
 #define NR_OPS ((int)(sizeof(op_names) / sizeof(op_names[0])))
 
 struct op {
 	int kind;
-	long a[4];
+	long a[5];
 	char prot[8];
 };
 
@@ -282,15 +287,25 @@ static void read_program(const char *path)
 				got = got && (!strcmp(o.prot, "r") || !strcmp(o.prot, "rw") ||
 					      !strcmp(o.prot, "none"));
 				break;
-			case OP_FILL:
 			case OP_MREMAP:
+				/* 'mremap RID START PAGES TO_RID [TO_PAGE]' */
+				got = sscanf(line + n, "%ld %ld %ld %ld %ld", &o.a[0], &o.a[1],
+					     &o.a[2], &o.a[3], &o.a[4]);
+				got = got == 4 || (got == 5 && o.a[4] >= 0);
+				break;
+			case OP_FILL:
+			case OP_MREMAP_RESIZE:
 				got = sscanf(line + n, "%ld %ld %ld %ld", &o.a[0], &o.a[1], &o.a[2],
 					     &o.a[3]) == 4;
+				break;
+			case OP_EXIT:
+				got = 1;
 				break;
 			case OP_MUNMAP:
 				got = sscanf(line + n, "%ld %ld %ld", &o.a[0], &o.a[1], &o.a[2]) == 3;
 				break;
 			case OP_MERGEABLE:
+			case OP_UNMERGEABLE:
 			case OP_FORK:
 			case OP_MIGRATE:
 			case OP_IDLE:
@@ -302,7 +317,7 @@ static void read_program(const char *path)
 			}
 			if (!got)
 				die("%s:%d: malformed '%s' op", path, lineno, word);
-			if (o.kind != OP_KSM_MERGE && o.kind != OP_FORK)
+			if (o.kind != OP_KSM_MERGE && o.kind != OP_FORK && o.kind != OP_EXIT)
 				check_region(path, lineno, o.a[0]);
 			if (o.kind == OP_MREMAP)
 				check_region(path, lineno, o.a[3]);
@@ -460,16 +475,17 @@ static int do_mprotect(const struct op *o)
 	return 0;
 }
 
-static int do_mergeable(const struct op *o)
+/* madvise(MADV_MERGEABLE or MADV_UNMERGEABLE) of the whole region */
+static int do_madvise_ksm(const struct op *o, int advice, const char *what)
 {
 	struct region *r = &regions[o->a[0]];
 
-	if (!madvise((void *)r->base, (size_t)r->pages * PAGE_SIZE, MADV_MERGEABLE))
+	if (!madvise((void *)r->base, (size_t)r->pages * PAGE_SIZE, advice))
 		return 0;
 	/* mm/madvise.c: holes in the range give ENOMEM after the advice was applied */
 	if (errno == ENOMEM && o->a[1])
 		return 0;
-	return fail("madvise(MADV_MERGEABLE) of region %s: %s (%s)", r->name, errname(errno),
+	return fail("madvise(%s) of region %s: %s (%s)", what, r->name, errname(errno),
 		    strerror(errno));
 }
 
@@ -546,7 +562,9 @@ static int do_ksm_merge(long full_scans)
 
 static int do_mremap(const struct op *o)
 {
-	void *from = page_addr(o->a[0], o->a[1]), *to = (void *)regions[o->a[3]].base;
+	/* a new region's base, or (TO_PAGE) a page of an existing region: MREMAP_FIXED unmaps
+	 * what is there first (mm/mremap.c mremap_to) */
+	void *from = page_addr(o->a[0], o->a[1]), *to = page_addr(o->a[3], o->a[4]);
 	size_t len = (size_t)o->a[2] * PAGE_SIZE;
 	void *p = mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
 
@@ -555,6 +573,35 @@ static int do_mremap(const struct op *o)
 			    o->a[1] + o->a[2], regions[o->a[0]].name, to, errname(errno),
 			    strerror(errno));
 	return 0;
+}
+
+/* mremap without flags: shrink (unmap the tail) or grow in place, never move */
+static int do_mremap_resize(const struct op *o)
+{
+	void *from = page_addr(o->a[0], o->a[1]);
+	void *p = mremap(from, (size_t)o->a[2] * PAGE_SIZE, (size_t)o->a[3] * PAGE_SIZE, 0);
+
+	if (p == MAP_FAILED)
+		return fail("mremap pages [%ld, %ld) of region %s to %ld pages in place: %s (%s)",
+			    o->a[1], o->a[1] + o->a[2], regions[o->a[0]].name, o->a[3],
+			    errname(errno), strerror(errno));
+	if (p != from) {
+		errno = 0;
+		return fail("mremap in place moved the range to %p", p);
+	}
+	return 0;
+}
+
+/*
+ * The process exits (kernel/exit.c do_exit): exit_mm() tears the mm down before
+ * exit_files() closes our end of the reply pipe, and nobody else holds it (our children
+ * have exited: scenario.py), so the controller reading EOF knows the mm is gone.
+ */
+static int do_exit_op(void)
+{
+	fflush(stdout);
+	fflush(stderr);
+	_exit(0);
 }
 
 static int do_munmap(const struct op *o)
@@ -745,13 +792,16 @@ static int run_op(const struct op *o)
 	case OP_MMAP: return do_mmap(o->a[0]);
 	case OP_FILL: return do_fill(o);
 	case OP_MPROTECT: return do_mprotect(o);
-	case OP_MERGEABLE: return do_mergeable(o);
+	case OP_MERGEABLE: return do_madvise_ksm(o, MADV_MERGEABLE, "MADV_MERGEABLE");
 	case OP_KSM_MERGE: return do_ksm_merge(o->a[0]);
 	case OP_FORK: return do_fork(o);
 	case OP_MREMAP: return do_mremap(o);
 	case OP_MUNMAP: return do_munmap(o);
 	case OP_MIGRATE: return do_migrate(o);
 	case OP_IDLE: return do_idle(o);
+	case OP_MREMAP_RESIZE: return do_mremap_resize(o);
+	case OP_UNMERGEABLE: return do_madvise_ksm(o, MADV_UNMERGEABLE, "MADV_UNMERGEABLE");
+	case OP_EXIT: return do_exit_op();
 	}
 	return fail("unknown op %d", o->kind);
 }
@@ -825,10 +875,31 @@ static int ask(int id, int s, struct reply *rep)
 	return 0;
 }
 
+/* An exit step: the process exits without a reply; EOF on its reply pipe means it is gone. */
+static int ask_exit(int id, int s)
+{
+	struct reply rep;
+	ssize_t n;
+
+	if (write(cmd_pipe[id][1], &s, sizeof(s)) != sizeof(s))
+		return fail("process %d is gone (write to its command pipe: %s)", id,
+			    strerror(errno));
+	n = read(rep_pipe[id][0], &rep, sizeof(rep));
+	if (n == 0)
+		return 0;
+	snprintf(step_err, sizeof(step_err), "%s", n == sizeof(rep) && rep.err[0] ? rep.err : "none");
+	return fail("process %d did not exit at step %d%s%s", id, steps[s].index,
+		    n == sizeof(rep) ? ": " : "", n == sizeof(rep) ? rep.msg : "");
+}
+
 static int controller(void)
 {
 	struct reply rep;
 	pid_t pid0;
+	char *gone = calloc((size_t)nprocs, 1);	/* processes that exited (exit steps) */
+
+	if (!gone)
+		return fail("out of memory");
 
 	if (max_page_sharing >= 0) {
 		/* before anything merges: the kernel refuses a change while KSM pages exist */
@@ -860,10 +931,14 @@ static int controller(void)
 		if (marker("rmapwalk step step=%d kind=%s proc=%d begin", st->index, st->kind,
 			   st->proc))
 			return -1;
-		if (!strcmp(st->kind, "ksm_merge"))
+		if (!strcmp(st->kind, "ksm_merge")) {
 			err = run_step(s);	/* global: sysfs, no scenario memory */
-		else
+		} else if (!strcmp(st->kind, "exit")) {
+			err = ask_exit(st->proc, s);
+			gone[st->proc] = 1;
+		} else {
 			err = ask(st->proc, s, &rep);
+		}
 		if (err)
 			return -1;
 		if (marker("rmapwalk step step=%d kind=%s proc=%d end", st->index, st->kind,
@@ -874,7 +949,7 @@ static int controller(void)
 		fflush(stdout);
 	}
 	for (int id = nprocs - 1; id >= 0; id--)
-		if (ask(id, -1, &rep))
+		if (!gone[id] && ask(id, -1, &rep))
 			return -1;
 	waitpid(pid0, NULL, 0);
 	return marker("rmapwalk done scenario=%s steps=%d", scenario_name, nsteps);
