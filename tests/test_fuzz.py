@@ -73,6 +73,26 @@ def test_every_step_kind_is_generated():
     assert {k for k, _ in refused} == set(gen.REFUSABLE)
 
 
+def test_new_step_options_and_ksm_cow_are_generated():
+    """Issue 7 part 2: regions placed after another, mremap onto an existing region, and a
+    write to a page KSM may have merged (fill of a VM_MERGEABLE written page after a
+    ksm_merge: the copy-on-write of mm/memory.c do_wp_page); the new refusals too."""
+    after = onto = cow = 0
+    refused = set()
+    for i in range(200):
+        scn = sc.loads(gen.generate(0, i))
+        merged = False
+        for s in scn.steps:
+            after += s.kind == "mmap" and "after" in s.args
+            onto += s.kind == "mremap" and "to_page" in s.args
+            merged |= s.kind == "ksm_merge"
+            cow += merged and s.kind == "fill" and s["pages"] == 1
+        if scn.params["refusal"]:
+            refused.add(scn.params["refusal"]["errno"])
+    assert after and onto and cow > 20
+    assert {"EINVAL", "ENOMEM", "EFAULT"} <= refused
+
+
 def test_generator_history_features():
     """What the brief asks the histories to mix: file regions, unique and partial fills,
     strided and undone mprotects, nested forks, several merges, small max_page_sharing."""
