@@ -10,7 +10,8 @@ Rounds, cheapest first:
 
 1. cut the steps after the first disagreeing step (walks at step S depend only on steps <= S);
 2. remove one step at a time (each with what depends on it: the steps of a region whose
-   ``mmap`` or ``mremap`` goes, the steps of the processes whose ``fork`` goes, later processes
+   ``mmap`` or creating ``mremap`` goes -- also those moving onto it (``to``) or mapping after
+   it (``after``) --, the steps of the processes whose ``fork`` goes, later processes
    renumbered), all in one round; then all the removable steps together, or half of them;
 3. shrink: one page per walk step, one child per fork, one full scan per ``ksm_merge``,
    regions cut to the pages the steps use, ``max_page_sharing`` 2;
@@ -34,20 +35,23 @@ def remove_steps(steps: Steps, drop: set[int]) -> Steps:
         before = len(drop)
         dead_procs: set[int] = set()
         dead_regions: set[str] = set()
+        created: set[str] = set()
         next_old = 1
         for i, (kind, f) in enumerate(steps):
-            if f.get("proc", 0) in dead_procs or f.get("region") in dead_regions:
+            if f.get("proc", 0) in dead_procs or dead_regions & {
+                    f.get("region"), f.get("to"), f.get("after")}:
                 drop.add(i)
             if kind == "fork":
                 ids = set(range(next_old, next_old + f["children"]))
                 next_old += f["children"]
                 if i in drop:
                     dead_procs |= ids
-            if i in drop:
-                if kind == "mmap":
-                    dead_regions.add(f["region"])
-                elif kind == "mremap":
-                    dead_regions.add(f["to"])
+            creates = f["region"] if kind == "mmap" else \
+                f["to"] if kind == "mremap" and f["to"] not in created else None
+            if creates is not None:
+                created.add(creates)
+                if i in drop:
+                    dead_regions.add(creates)
         if len(drop) == before:
             break
     mapping = {0: 0}
@@ -94,8 +98,10 @@ def _regions_used(steps: Steps) -> dict[str, int]:
         elif f.get("pages") == "all" or (kind == "fill" and "pages" not in f):
             top = f.get("start", 0) + 1
         else:
-            top = f.get("start", 0) + f.get("pages", 1)
+            top = f.get("start", 0) + max(f.get("pages", 1), f.get("new_pages", 0))
         used[r] = max(used.get(r, 0), top)
+        if kind == "mremap" and "to_page" in f:     # onto an existing region
+            used[f["to"]] = max(used.get(f["to"], 0), f["to_page"] + f["pages"])
     return used
 
 
