@@ -12,6 +12,13 @@ no tracepoint, built for their struct layout, text size and the selftests).  It 
 :attr:`KernelList.variants` and :meth:`KernelList.builds`, but not in :meth:`KernelList.kernels`
 (the kernels of the comparison, which the capture and the data set use) nor in :func:`variants`;
 :meth:`KernelList.patches` refuses it unless asked for a build (``build=True``).
+
+A variant with ``fragment:`` (a list of config fragments in kernel-config/, merged after
+``rmapwalk.config``) is configured differently from the kernels of the comparison: the *path
+variants* (``baseline-paths`` ...: swap, memory failure; measured by ``rmapwalk paths``).  The
+fragments go into its cache key; :meth:`KernelList.builds` leaves such variants out unless
+``with_fragments`` (so ``kernel build --kernel all``, ``kernel report`` and the selftests keep
+to the kernels of the comparison).
 """
 from __future__ import annotations
 
@@ -48,6 +55,7 @@ class Variant:
     summary: str
     capture: bool = True        # False: build-only, never captured nor in the data set
     tracepoint: bool = True     # False: no rmap:rmap_walk tracepoint in its series
+    fragments: tuple[str, ...] = ()   # extra config fragments (kernel-config/), in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,9 +101,15 @@ class KernelList:
         comparison, which the capture and the data set use."""
         return [(b, v) for b, v in self.builds() if self.variants[v].capture]
 
-    def builds(self) -> list[tuple[str, str]]:
-        """Every (base, variant) pair that has a series, build-only variants included."""
-        return [(b.name, v) for b in self.bases.values() for v in self.variants if v in b.series]
+    def builds(self, with_fragments: bool = False) -> list[tuple[str, str]]:
+        """Every (base, variant) pair that has a series, build-only variants included; the
+        variants with fragments of their own (the path variants) only if ``with_fragments``."""
+        return [(b.name, v) for b in self.bases.values() for v in self.variants
+                if v in b.series and (with_fragments or not self.variants[v].fragments)]
+
+    def fragments(self, variant: str) -> list[Path]:
+        """The variant's extra config fragments (after rmapwalk.config), in order."""
+        return [self.path.parent / f for f in self.variant(variant).fragments]
 
     def strategy(self, variant: str) -> str:
         return self.variant(variant).strategy
@@ -134,8 +148,17 @@ def parse(path: Path) -> KernelList:
             if not isinstance(v.get(flag, True), bool):
                 raise _fail(path, f"variant {name!r}: {flag} must be true or false")
             flags[flag] = v.get(flag, True)
+        fragments = v.get("fragment", [])
+        if not isinstance(fragments, list) or not all(
+                isinstance(f, str) and NAME_RE.match(f) and f.endswith(".config")
+                for f in fragments):
+            raise _fail(path, f"variant {name!r}: fragment must be a list of .config file "
+                              f"names in {path.parent}, got {fragments!r}")
+        for f in fragments:
+            if not (path.parent / f).is_file():
+                raise _fail(path, f"variant {name!r}: fragment {f} not found in {path.parent}")
         variants[str(name)] = Variant(str(name), str(v["strategy"]), " ".join(
-            str(v.get("summary", "")).split()), **flags)
+            str(v.get("summary", "")).split()), **flags, fragments=tuple(fragments))
     bases = {}
     for name, b in (doc["bases"] or {}).items():
         name = str(name)

@@ -162,7 +162,7 @@ def check_config(fragment: str, config: str, where: str = ".config") -> None:
     problems = missing_options(fragment, config)
     if problems:
         raise KernelBuildError(
-            f"{where}: {len(problems)} option(s) of {FRAGMENT.name} did not survive "
+            f"{where}: {len(problems)} option(s) of the fragment(s) did not survive "
             "(an unmet dependency?):\n  " + "\n  ".join(problems))
 
 
@@ -182,13 +182,32 @@ def cache_key(source_version: str, patches: list[tuple[str, bytes]], fragment: b
     return h.hexdigest()[:16]
 
 
+def fragment_files(variant: str) -> list[Path]:
+    """rmapwalk.config, then the variant's own fragments (kernels.yaml ``fragment:``)."""
+    try:
+        return [FRAGMENT, *kernel_list.load().fragments(variant)]
+    except kernel_list.KernelListError as e:
+        raise KernelBuildError(str(e)) from None
+
+
 def kernel_inputs(base: str, variant: str) -> tuple[list[tuple[str, bytes]], bytes]:
-    """The variant's patches on ``base`` (name, bytes) in order, and the fragment."""
+    """The variant's patches on ``base`` (name, bytes) in order, and the fragment: the bytes
+    of :func:`fragment_files` concatenated (just rmapwalk.config for the kernels of the
+    comparison, so their keys do not change)."""
     try:
         files = kernel_list.load().patches(base, variant, build=True)
     except kernel_list.KernelListError as e:
         raise KernelBuildError(str(e)) from None
-    return [(p.name, p.read_bytes()) for p in files], FRAGMENT.read_bytes()
+    fragment = b"".join(f.read_bytes() for f in fragment_files(variant))
+    return [(p.name, p.read_bytes()) for p in files], fragment
+
+
+def build_dir_name(source_ident: str, variant: str) -> str:
+    """The shared O= directory of a base: ``<source-ident>``, or for a variant with fragments
+    of its own ``<source-ident>+<fragment stems>``, so that its configuration does not
+    rebuild the comparison's kernels from scratch (and the other way round)."""
+    extra = fragment_files(variant)[1:]
+    return source_ident + "".join(f"+{f.stem}" for f in extra)
 
 
 def kernels_dir() -> Path:
@@ -339,16 +358,19 @@ def _run(cmd: list[str], cwd: Path, log, *, echo: bool = True) -> None:
                                f"{cwd}; last lines:\n{''.join(tail)}")
 
 
-def _make_config(tree: Path, config_dir: Path, log) -> str:
-    """tinyconfig + merge_config.sh -m fragment + olddefconfig, checked."""
+def _make_config(tree: Path, config_dir: Path, log,
+                 fragments: list[Path] | None = None) -> str:
+    """tinyconfig + merge_config.sh -m fragment(s) + olddefconfig, checked."""
+    fragments = fragments or [FRAGMENT]
     config_dir.mkdir(parents=True, exist_ok=True)
     make = ["make", f"O={config_dir}"]
     _run(make + ["tinyconfig"], tree, log, echo=False)
     _run(["scripts/kconfig/merge_config.sh", "-m", "-O", str(config_dir),
-          str(config_dir / ".config"), str(FRAGMENT)], tree, log, echo=False)
+          str(config_dir / ".config"), *map(str, fragments)], tree, log, echo=False)
     _run(make + ["olddefconfig"], tree, log, echo=False)
     config = (config_dir / ".config").read_text()
-    check_config(FRAGMENT.read_text(), config, where=str(config_dir / ".config"))
+    check_config("".join(f.read_text() for f in fragments), config,
+                 where=str(config_dir / ".config"))
     return config
 
 
@@ -397,8 +419,10 @@ def _build(base: str, name: str, key: str, source: Source, patches: list[tuple[s
                 shutil.rmtree(tree.parent)
                 tree = _unpacked_tree(source)
                 _switch_series(tree, patches, patch_dir)
-            build_dir = root / "build" / source.ident
-            config = _make_config(tree, root / "build" / f"{source.ident}-config", log)
+            build_name = build_dir_name(source.ident, name)
+            build_dir = root / "build" / build_name
+            config = _make_config(tree, root / "build" / f"{build_name}-config", log,
+                                  fragment_files(name))
             build_dir.mkdir(parents=True, exist_ok=True)
             old = build_dir / ".config"
             if not old.exists() or old.read_text() != config:
@@ -423,6 +447,10 @@ def _build(base: str, name: str, key: str, source: Source, patches: list[tuple[s
             "patches": [{"file": n, "sha256": _sha256(d)} for n, d in patches],
             "fragment": {"file": str(FRAGMENT.relative_to(paths.ROOT)),
                          "sha256": _sha256(fragment)},
+            **({"extra_fragments": [{"file": str(f.relative_to(paths.ROOT)),
+                                     "sha256": _sha256(f.read_bytes())}
+                                    for f in fragment_files(name)[1:]]}
+               if fragment_files(name)[1:] else {}),
             "config_sha256": _sha256((tmp / ".config").read_bytes()),
             "bzimage_sha256": _sha256((tmp / "bzImage").read_bytes()),
             "build_seconds": seconds,
@@ -512,7 +540,7 @@ def ensure_objects(art: KernelArtifact, *, source: str | None = None,
         fcntl.flock(lock, fcntl.LOCK_EX)
         tree = _unpacked_tree(src)
         _switch_series(tree, patches, kernel_list.load().base(base).patch_dir)
-        build_dir = kernels_dir() / "build" / src.ident
+        build_dir = kernels_dir() / "build" / build_dir_name(src.ident, name)
         config = (art.directory / ".config").read_text()
         if not (build_dir / ".config").is_file() or \
                 (build_dir / ".config").read_text() != config:
@@ -551,7 +579,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="make -j (default: number of CPUs)")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
     sub.add_parser("list", help="print every base and variant of kernel-config/kernels.yaml: "
-                   "base, variant, model strategy, package, capture|build-only")
+                   "base, variant, model strategy, package, capture|build-only|paths")
     from . import matrix
     matrix.add_arguments(sub)
     from . import selftests
@@ -561,8 +589,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     kl = kernel_list.load()
     if args.kernel_command == "list":
-        for base, variant in kl.builds():
-            role = "capture" if kl.variants[variant].capture else "build-only"
+        for base, variant in kl.builds(with_fragments=True):
+            v = kl.variants[variant]
+            role = "capture" if v.capture else "paths" if v.fragments else "build-only"
             print(f"{base}\t{variant}\t{kl.strategy(variant)}\t{kl.base(base).package}\t{role}")
         return 0
     if args.kernel_command == "report":
