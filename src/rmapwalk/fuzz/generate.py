@@ -32,7 +32,7 @@ from typing import Callable
 
 from rmapwalk.scenario import STEP_KINDS
 
-VERSION = 5
+VERSION = 6
 MAX_MMAP_REGIONS = 4
 MAX_TARGETS = 3               # regions created by mremap
 MAX_PAGES = 64
@@ -351,12 +351,11 @@ def _mremap_onto(h: History, refuse: bool) -> bool:
         return True
     targets = [r for r in h.sizes if h.backing[r] == h.backing[region] and h.sizes[r] >= n]
     target = rng.choice(targets)
-    while True:
-        to_page = rng.randint(0, h.sizes[target] - n)
-        if target != region or to_page + n <= start or start + n <= to_page:
-            break
-        if h.sizes[region] < 2 * n:
-            return False
+    spots = [t for t in range(h.sizes[target] - n + 1)
+             if target != region or t + n <= start or start + n <= t]   # no overlap: EINVAL
+    if not spots:
+        return False
+    to_page = rng.choice(spots)
     moved = [(p.pages[region][i], p.written[region][i], p.merge[region][i])
              for i in range(start, start + n)]
     for i in range(start, start + n):
