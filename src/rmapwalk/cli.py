@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("conditions", help="the v4 benchmark under its posted conditions and "
                                           "the reproduction's, in QEMU (issue 10)")
     conditions.add_arguments(p)
+    from .measure import paths as paths_cmd
+    p = sub.add_parser("paths", help="reclaim, memory failure and the merged selftest's shape "
+                                     "on the path variants, in QEMU (issue 10)")
+    paths_cmd.add_arguments(p)
 
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,489 @@
+"""``rmapwalk paths``: every path reviewers raised, on every kernel variant (issue 10, item 2).
+
+A KSM page one of whose mappings was moved by ``mremap(MREMAP_MAYMOVE | MREMAP_FIXED)`` (the
+moved VMA keeps the page offset of its old address), shared by a fork tree, is
+
+- **reclaim**: swapped out under memory pressure (Hugh Dickins' report on v3):
+  mm/vmscan.c ``shrink_folio_list()`` -> ``try_to_unmap()`` -> ``rmap_walk_ksm()`` with
+  ``try_to_unmap_one``.  ``madvise(MADV_PAGEOUT)`` cannot do it: mm/madvise.c
+  ``madvise_cold_or_pageout_pte_range()`` skips a folio whose mapcount is not its number of
+  pages, i.e. every shared KSM page.  So the guest (``mem=`` :data:`RECLAIM_MEM`) fills
+  memory in steps until every mapping is swapped out or a limit is reached; swap is zram
+  (``CONFIG_ZRAM``), written and enabled by the guest program itself (swap header,
+  ``swapon(2)``);
+- **hwpoison**: poisoned with ``madvise(MADV_HWPOISON)``: mm/memory-failure.c
+  ``memory_failure()`` -> ``hwpoison_user_mappings()`` -> ``collect_procs_ksm()`` (counted by
+  the ``ksm:collect_procs_ksm`` event of patch 0008/0009), then ``try_to_unmap()``;
+  ``vm.memory_failure_early_kill=1``, so that collect_procs_ksm() searches every process;
+- **selftest**: the merged selftest's shape (``ksm_and_mremap``): every process sets
+  ``PR_SET_MEMORY_MERGE`` and writes its 2 pages of 0x77, a worker moves page 2 onto page 1,
+  KSM merges, the worker retries ``move_pages()`` up to 100 times, every process compares its
+  pfn with the migrated one.
+
+on the *path variants* of kernels.yaml (``baseline-paths``, ``patched-paths``,
+``naive-paths``, ``merged-paths``: the variant plus 0008/0009, configured with
+``paths.config`` too).  The guest program is ``paths-guest/paths.c`` (static, built by
+:func:`rmapwalk.measure.initramfs.build_static`); one run is one boot of the replayer's guest
+(:func:`rmapwalk.measure.vm.boot`) with the paths program in place of the replayer.  Every
+process records its ``/proc/self/pagemap`` entries before and after the trigger.  This is a
+kernel-only measurement: the model has no swap and no memory failure, and nothing here
+imports it.
+
+The run folder (:mod:`rmapwalk.dataset` layout, scenario = the path)::
+
+    data/paths/<path>/<base>/<variant>/run-<k>/
+        walks.csv          contract.MEASURED_WALK_COLUMNS: the rmap walks of the trigger window
+        outcomes.csv       contract.OUTCOME_COLUMNS: the trigger's one row
+        events.csv.gz      every rmap_walk event of the boot (programs.EVENT_COLUMNS)
+        collect_procs.csv  every ksm:collect_procs_ksm event (COLLECT_COLUMNS)
+        mappings.csv       MAPPING_COLUMNS: per process and page, pagemap before and after
+        result.csv         RESULT_COLUMNS: the merge and the trigger, one row
+        trace.txt.gz  console.log.gz  manifest.json
+
+A run folder appears whole or not at all (built beside its place, then renamed); a failed
+boot writes nothing there and keeps its console under ``build/failed/``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rmapwalk import contract, dataset, kernels as kernel_list, outputs, paths
+from rmapwalk.measure import capture as capture_mod, initramfs, programs, trace, vm
+
+ROOT = paths.DATA / "paths"
+GUEST_DIR = Path(__file__).resolve().parent / "paths-guest"
+VARIANTS = ("baseline-paths", "patched-paths", "naive-paths", "merged-paths")
+DEFAULT_TIMEOUT = 600.0
+RECLAIM_MEM = "mem=256M"            # the guest's usable memory for reclaim (QEMU has -m 1024)
+
+_COMMON = {"depth": 2, "fanout": 2, "mover": 6, "full_scans": 2, "max_seconds": 300,
+           "retries": 100, "hog_max_mb": 0, "hog_step_mb": 8, "zram_mb": 0, "early_kill": 0,
+           "buffer_kb": 0, "ksm_walks_only": 0}
+# Hugh's shape: 3 pages, merged, then forked; the mover moves page 1 onto page 2.
+_HUGH = {"pages": 3, "byte": 0x77, "move_src": 0, "move_dst": 1, "merge_before_fork": 1,
+         "prctl": 0}
+PATHS = {
+    "reclaim": {**_COMMON, **_HUGH, "hog_max_mb": 512, "zram_mb": 1024, "buffer_kb": 8192,
+                "ksm_walks_only": 1},
+    "hwpoison": {**_COMMON, **_HUGH, "early_kill": 1},
+    "selftest": {**_COMMON, "pages": 2, "byte": 0x77, "move_src": 1, "move_dst": 0,
+                 "merge_before_fork": 0, "prctl": 1},
+}
+APPEND = {"reclaim": RECLAIM_MEM}
+OPS = {"reclaim": "reclaim", "hwpoison": "hwpoison", "selftest": "migrate"}
+
+MAP_RE = re.compile(r"^RMAPWALK-PATHS-MAP (.*)$", re.M)
+RESULT_RE = re.compile(r"^RMAPWALK-PATHS-RESULT (.*)$", re.M)
+MERGED_RE = re.compile(r"^RMAPWALK-PATHS-MERGED (.*)$", re.M)
+DONE_RE = re.compile(r"^RMAPWALK-PATHS-DONE path=(\S+)\s*$", re.M)
+MF_RE = re.compile(r"Memory failure: (.*)$", re.M)
+COLLECT_RE = re.compile(
+    r"^pfn=(?P<pfn>0x[0-9a-f]+|0) index=(?P<index>0x[0-9a-f]+|0) rmap_items=(?P<rmap_items>\d+) "
+    r"tasks=(?P<tasks>\d+) iterations=(?P<iterations>\d+) skip_mm=(?P<skip_mm>\d+) "
+    r"matched=(?P<matched>\d+) procs=(?P<procs>\d+)\s*$")
+COLLECT_FORMAT = ("pfn=%#lx index=%#lx rmap_items=%lu tasks=%lu iterations=%lu skip_mm=%lu "
+                  "matched=%lu procs=%lu")
+MAP_INTS = ("proc", "pid", "ppid", "page", "moved", "hole", "pre", "post", "sigbus",
+            "sigbus_code")
+MAPPING_COLUMNS = MAP_INTS
+RESULT_INTS = ("procs", "pages", "mover", "ksm_pfn", "result", "tries", "node_before",
+               "target", "node_after", "pfn_before", "pfn_after", "hog_mb", "pswpout",
+               "pgmigrate_success")
+MERGED_KEYS = ("merge_seconds", "full_scans", "merge_before_fork_seconds",
+               "full_scans_before_fork", "pages_shared", "pages_sharing")
+RESULT_COLUMNS = ("path", "op", *RESULT_INTS, "errno", *MERGED_KEYS)
+COLLECT_COLUMNS = ("seq", "task", "task_pid", "timestamp", "pfn", "index", "rmap_items",
+                   "tasks", "iterations", "skip_mm", "matched", "procs")
+
+
+class PathsRunError(RuntimeError):
+    """A boot that did not give a complete result; ``console`` is the guest's console."""
+
+    def __init__(self, reason: str, console: str = ""):
+        self.reason, self.console = reason, console
+        tail = "\n".join(console.splitlines()[-15:])
+        super().__init__(f"{reason}\n--- last console lines ---\n{tail}" if tail else reason)
+
+
+# --- the guest -----------------------------------------------------------------------------
+def program_text(path: str) -> str:
+    """``/program.txt`` for the guest program: the path's parameters as key=value lines."""
+    if path not in PATHS:
+        raise outputs.UsageError(f"no path {path!r}; paths: {', '.join(PATHS)}")
+    return f"path={path}\n" + "".join(f"{k}={v}\n" for k, v in sorted(PATHS[path].items()))
+
+
+def guest_key() -> str:
+    h = hashlib.sha256()
+    for name in ("paths.c", "Makefile"):
+        h.update(hashlib.sha256((GUEST_DIR / name).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def guest_binary() -> Path:
+    """The cached static guest program (built on first use), named by its sources' sha256."""
+    target = paths.CACHE / "paths" / f"paths-{guest_key()[:16]}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            os.replace(initramfs.build_static(GUEST_DIR, Path(tmp) / "paths"), target)
+    return target
+
+
+def guest_initramfs(path: str, dest: Path) -> Path:
+    """The replayer's base archive, then one that replaces /replayer by the paths program
+    and holds its /program.txt (the kernel unpacks the archives in order)."""
+    overlay = initramfs.cpio_archive([
+        ("replayer", stat.S_IFREG | 0o755, guest_binary().read_bytes()),
+        ("program.txt", stat.S_IFREG | 0o644, program_text(path).encode())])
+    dest.write_bytes(initramfs.base_initramfs().read_bytes() + overlay)
+    return dest
+
+
+def boot_guest(image: Path, path: str, workdir: Path, timeout: float,
+               qemu: str | None = None) -> tuple[str, str, list[str], float, float | None]:
+    """One boot; (console, decoded ttyS1 stream, QEMU command, wall seconds, boot seconds)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    initrd = guest_initramfs(path, workdir / "initramfs.cpio.gz")
+    _, cmd, booted, wall = vm.boot(image, initrd, workdir, timeout, "tcg",
+                                   append_extra=APPEND.get(path, ""), qemu=qemu)
+    console = vm._read(workdir / "console.log")
+    if vm.PANIC_RE.search(console):
+        line = next(l for l in console.splitlines() if vm.PANIC_RE.search(l))
+        raise PathsRunError(f"kernel panic or oops: {line.strip()}", console)
+    m = re.search(re.escape(initramfs.EXIT_MARK) + r"(\d+)", console)
+    if not m:
+        raise PathsRunError("the guest ended without printing its exit status: "
+                            + vm._read(workdir / "qemu.out").strip()[-300:], console)
+    if m.group(1) != "0":
+        errors = re.findall(r"(?:rmapwalk-replayer: error|RMAPWALK-ERROR):? (.*)", console)
+        raise PathsRunError(f"the paths program failed (exit status {m.group(1)}): "
+                            + ("; ".join(errors) or "no message"), console)
+    stream = initramfs.decode_stream(vm._read(workdir / "ttyS1.log"))
+    if initramfs.END_MARK not in stream:
+        raise PathsRunError("the trace stream on ttyS1 has no end marker (truncated)", console)
+    return console, stream, cmd, wall, booted
+
+
+# --- what came back ------------------------------------------------------------------------
+def _kv(line: str, where: str, lineno: int, ints: tuple[str, ...]) -> dict:
+    kv = dict(t.split("=", 1) for t in line.split() if "=" in t)
+    row = {}
+    for key in ints:
+        try:
+            row[key] = int(kv[key], 0)
+        except (KeyError, ValueError):
+            raise PathsRunError(f"{where}:{lineno}: {key} missing or not an integer in "
+                                f"{line[:200]!r}") from None
+    return {**kv, **row}
+
+
+def _lineno(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def parse_console(console: str, path: str, where: str = "<console>") -> tuple[list[dict], dict]:
+    """The program's mapping lines and its result (with the merge's numbers), checked: every
+    field there, one result of this path, every process and page once, the final line seen."""
+    text = console.replace("\r", "")
+    done = DONE_RE.search(text)
+    if not done or done.group(1) != path:
+        raise PathsRunError(f"{where}: no 'RMAPWALK-PATHS-DONE path={path}' line: the program "
+                            "did not finish")
+    results = list(RESULT_RE.finditer(text))
+    merged = list(MERGED_RE.finditer(text))
+    if len(results) != 1 or len(merged) != 1:
+        raise PathsRunError(f"{where}: expected one RESULT and one MERGED line, found "
+                            f"{len(results)} and {len(merged)}")
+    res = _kv(results[0].group(1), where, _lineno(text, results[0].start()), RESULT_INTS)
+    if res.get("path") != path or res.get("op") != OPS[path] or "errno" not in res:
+        raise PathsRunError(f"{where}:{_lineno(text, results[0].start())}: a result of path "
+                            f"{res.get('path')!r} op {res.get('op')!r}, expected {path!r} "
+                            f"{OPS[path]!r} with an errno")
+    mline = merged[0].group(1)
+    mkv = dict(t.split("=", 1) for t in mline.split() if "=" in t)
+    for key in MERGED_KEYS:
+        try:
+            res[key] = float(mkv[key]) if "seconds" in key else int(mkv[key])
+        except (KeyError, ValueError):
+            raise PathsRunError(f"{where}:{_lineno(text, merged[0].start())}: {key} missing "
+                                f"or not a number in the MERGED line") from None
+    rows, seen = [], set()
+    for m in MAP_RE.finditer(text):
+        row = _kv(m.group(1), where, _lineno(text, m.start()), MAP_INTS)
+        row = {k: row[k] for k in MAPPING_COLUMNS}
+        key = (row["proc"], row["page"])
+        if key in seen:
+            raise PathsRunError(f"{where}:{_lineno(text, m.start())}: process {key[0]} page "
+                                f"{key[1]} reported twice")
+        seen.add(key)
+        rows.append(row)
+    want = {(i, k) for i in range(res["procs"]) for k in range(res["pages"])}
+    if seen != want:
+        raise PathsRunError(f"{where}: mapping lines for {len(seen)} (process, page) pairs, "
+                            f"expected {len(want)} ({res['procs']} processes x {res['pages']} "
+                            "pages)")
+    return rows, {k: res[k] for k in RESULT_COLUMNS}
+
+
+def parse_collect(text: str, where: str = "<trace>") -> list[dict]:
+    """Every ``ksm:collect_procs_ksm`` event of a decoded trace stream (COLLECT_COLUMNS)."""
+    out = []
+    for lineno, line in enumerate(text.replace("\r", "").split("\n"), 1):
+        m = trace.LINE_RE.match(line)
+        if not m or m.group("event") != "collect_procs_ksm":
+            continue
+        c = COLLECT_RE.match(m.group("payload"))
+        if not c:
+            raise PathsRunError(f"{where}:{lineno}: malformed collect_procs_ksm event; "
+                                f"expected {COLLECT_FORMAT!r}, got {m.group('payload')[:200]!r}")
+        out.append({"seq": len(out), "task": m.group("task").strip(),
+                    "task_pid": int(m.group("pid")), "timestamp": m.group("ts"),
+                    **{k: int(v, 0) for k, v in c.groupdict().items()}})
+    return out
+
+
+def outcome(path: str, res: dict) -> dict:
+    """contract.OUTCOME_COLUMNS for the trigger: move_pages' terms for migrate; for reclaim
+    ``ok`` when no mapping stayed present (``result`` counts those), for hwpoison when
+    madvise() returned 0."""
+    page = PATHS[path]["move_dst"] if path == "selftest" else 0
+    if path == "selftest":
+        rc = res["result"]
+        result = ("error" if rc < 0 else "not-migrated" if rc > 0
+                  else "moved" if res["node_after"] == res["target"] else "stayed")
+    else:
+        result = "ok" if res["result"] == 0 else "error"
+    errno = res["errno"] if res["errno"] != "0" else (
+        "" if result in ("ok", "moved") or path == "selftest" else "mapped")
+    return {"step": 1, "region": "A", "page": page, "proc": res["mover"] if path == "selftest"
+            else 0, "op": OPS[path], "result": result, "errno": errno,
+            "from_node": res["node_before"] if path == "selftest" else "",
+            "to_node": res["target"] if path == "selftest" else "",
+            "pfn": res["pfn_after"] if path == "selftest" else res["ksm_pfn"]}
+
+
+def summarize(path: str, mappings: list[dict], res: dict, events: list[dict],
+              collect: list[dict]) -> dict:
+    """The run's counts for the manifest and the log line (the analysis recomputes them)."""
+    ksm = [e for e in events if e["page_type"] == "ksm" and e["step"] != ""]
+    of_ksm = [m for m in mappings if not m["hole"] and m["pre"] >> 63
+              and m["pre"] & ((1 << 55) - 1) == res["ksm_pfn"]]
+    if path == "selftest":
+        moved = res["pfn_after"] != res["pfn_before"] and res["result"] == 0
+        found = [m for m in of_ksm if moved and m["post"] >> 63
+                 and m["post"] & ((1 << 55) - 1) == res["pfn_after"]]
+    else:
+        found = [m for m in of_ksm if not m["post"] >> 63 and (m["post"] >> 62) & 1]
+    return {"mappings": len(of_ksm), "found": len(found), "missed": len(of_ksm) - len(found),
+            "ksm_walks": len(ksm), "ksm_iterations": sum(e["iterations"] for e in ksm),
+            "collect_procs_ksm": len(collect),
+            "collect_iterations": sum(c["iterations"] for c in collect),
+            "result": res["result"], "errno": res["errno"]}
+
+
+# --- one run -------------------------------------------------------------------------------
+def _say(msg: str) -> None:
+    print(f"paths: {msg}", file=sys.stderr, flush=True)
+
+
+def kernel_image(base: str, variant: str) -> tuple[Path, dict]:
+    """The cached kernel image and its provenance; never builds (``rmapwalk kernel build``)."""
+    from rmapwalk.measure import kernel  # noqa: PLC0415 (imports the build machinery)
+    img = kernel.kernel_image(variant, base=base, build=False)
+    prov = dict(img.provenance)
+    prov["image_sha256"] = dataset.sha256_file(img.bzimage)
+    return img.bzimage, prov
+
+
+def write_run(path: str, base: str, variant: str, provenance: dict, out_root: Path,
+              console: str, stream: str, parsed, collect: list[dict], mappings: list[dict],
+              res: dict, cmd: list[str], timing: dict, run: int | None = None) -> Path:
+    """Write run folder ``run`` (default: the next number) atomically; its path."""
+    folder = dataset.kernel_folder(out_root, path, base, variant)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = capture_mod._next_run(folder) if run is None else run
+    dest = folder / f"run-{run}"
+    if dest.exists():
+        raise outputs.UsageError(f"{dest} exists already")
+    page = PATHS[path]["move_dst"] if path == "selftest" else 0
+    walks = [{**{k: w[k] for k in contract.MEASURED_WALK_COLUMNS}, "region": "A", "page": page}
+             for w in parsed.walks]
+    text = program_text(path)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".run-{run}.tmp-"))
+    try:
+        capture_mod._gzip_to(staging / "trace.txt.gz", stream)
+        capture_mod._gzip_to(staging / "console.log.gz", console)
+        contract.write_csv(staging / "walks.csv", walks, contract.MEASURED_WALK_COLUMNS)
+        contract.write_csv(staging / "outcomes.csv", [outcome(path, res)],
+                           contract.OUTCOME_COLUMNS)
+        contract.write_csv(staging / "mappings.csv", mappings, MAPPING_COLUMNS)
+        contract.write_csv(staging / "result.csv", [res], RESULT_COLUMNS)
+        contract.write_csv(staging / "collect_procs.csv", collect, COLLECT_COLUMNS)
+        buf = io.StringIO()
+        contract.write_csv(buf, parsed.events, programs.EVENT_COLUMNS)
+        capture_mod._gzip_to(staging / "events.csv.gz", buf.getvalue())
+        dataset.write_manifest(staging, {
+            "kind": "rmapwalk paths run",
+            "kernel": provenance,
+            "qemu": {"version": vm.qemu_version(cmd[0]), "command": cmd, "accel": "tcg",
+                     "accel_reason": "TCG only: durations are TCG time"},
+            "scenario": {"name": path, "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                         "program": text, "defined_in": "src/rmapwalk/measure/paths.py PATHS"},
+            "guest": {"paths_sha256": dataset.sha256_file(guest_binary()),
+                      "paths_source_sha256": guest_key(),
+                      "initramfs_base": initramfs.base_key(),
+                      "append": APPEND.get(path, "")},
+            "memory_failure_console": MF_RE.findall(console),
+            "timing": timing,
+            "summary": summarize(path, mappings, res, parsed.events, collect),
+        })
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
+
+
+def capture_one(path: str, base: str, variant: str, image: Path, provenance: dict,
+                out_root: Path, timeout: float, run: int | None = None,
+                qemu: str | None = None) -> Path | None:
+    """One boot into run folder ``run`` (default: the next); None after a failure (its
+    console kept under build/failed/, nothing written under ``out_root``)."""
+    paths.BUILD.mkdir(parents=True, exist_ok=True)
+    where = f"{path}/{base}/{variant}"
+    with tempfile.TemporaryDirectory(dir=paths.BUILD, prefix="vm-paths-") as tmp:
+        workdir = Path(tmp)
+        try:
+            console, stream, cmd, wall, booted = boot_guest(image, path, workdir, timeout, qemu)
+            parsed = programs.parse_trace(stream, f"{where}/trace.txt")
+            collect = parse_collect(stream, f"{where}/trace.txt")
+            mappings, res = parse_console(console, path, f"{where}/console.log")
+        except (vm.VMRunError, PathsRunError, programs.ProgramRunError) as e:
+            kept = capture_mod._keep_failure(f"paths-{path}", f"{base}-{variant}", workdir,
+                                             str(e))
+            _say(f"{where}: FAILED: {getattr(e, 'reason', e)}; console kept in {kept}; "
+                 f"nothing written under {out_root}")
+            return None
+    guest = re.search(r"RMAPWALK-REPLAYED seconds=(\S+)", console)
+    dest = write_run(path, base, variant, provenance, out_root, console, stream, parsed,
+                     collect, mappings, res, cmd,
+                     {"host_boot_seconds": booted, "host_wall_seconds": round(wall, 3),
+                      "guest_program_uptime": guest.group(1) if guest else None}, run)
+    s = summarize(path, mappings, res, parsed.events, collect)
+    _say(f"{where} {dest.name}: {wall:.0f} s; {s['found']}/{s['mappings']} mappings reached, "
+         f"{s['ksm_walks']} KSM walks ({s['ksm_iterations']} iterations), "
+         f"{s['collect_procs_ksm']} collect_procs_ksm ({s['collect_iterations']} iterations), "
+         f"result {s['result']} {s['errno']} -> {dest}")
+    return dest
+
+
+def capture(names: list[str], base: str, variants: tuple[str, ...], runs: int, out_root: Path,
+            timeout: float, qemu: str | None = None, only_missing: bool = True) -> int:
+    """``runs`` boots of each path on each variant (``only_missing``: just the run numbers
+    1..runs not yet in ``out_root``, so an interrupted capture resumes); the failures."""
+    failures = 0
+    for variant in variants:
+        image, provenance = kernel_image(base, variant)
+        for name in names:
+            for k in range(1, runs + 1):
+                if only_missing and dataset.run_folder(out_root, name, base, variant,
+                                                       k).exists():
+                    continue
+                _say(f"{name} on {base}/{variant}: run {k}/{runs} (timeout {timeout:.0f} s)")
+                if capture_one(name, base, variant, image, provenance, out_root, timeout,
+                               k if only_missing else None, qemu) is None:
+                    failures += 1
+    return failures
+
+
+# --- command line --------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="paths_command", required=True)
+    kl = kernel_list.load()
+    c = sub.add_parser("capture", help="boot the path variants with reclaim, memory failure "
+                                       "and the merged selftest's shape")
+    c.add_argument("path", nargs="*", default=list(PATHS),
+                   help=f"paths (default all: {', '.join(PATHS)})")
+    c.add_argument("--kernel", default="all", metavar="V|all",
+                   help=f"variant(s), comma-separated (default all: {', '.join(VARIANTS)})")
+    c.add_argument("--base", choices=tuple(kl.bases), default=kl.default_base)
+    c.add_argument("--runs", type=int, default=3, metavar="N",
+                   help="boots per path and kernel (default 3); finished runs are kept")
+    c.add_argument("--out", type=Path, default=None, help=f"output root (default {ROOT})")
+    c.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                   help=f"seconds one boot may take (default {DEFAULT_TIMEOUT:.0f})")
+    c.set_defaults(func=run)
+    v = sub.add_parser("verify", help="check a paths data folder (manifests, places, the plan "
+                                      "data/paths/dataset.yaml)")
+    v.add_argument("dir", nargs="?", type=Path, default=None, help=f"default {ROOT}")
+    v.set_defaults(func=run)
+    s = sub.add_parser("show", help="print a path's guest parameters (/program.txt)")
+    s.add_argument("path", choices=tuple(PATHS))
+    s.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.paths_command == "show":
+            sys.stdout.write(program_text(args.path))
+            return 0
+        if args.paths_command == "verify":
+            root = args.dir if args.dir is not None else ROOT
+            problems = dataset.verify(root, scenarios=None)
+            for p in problems:
+                print(p)
+            _say(f"{root}: {len(problems)} problem(s)")
+            return 1 if problems else 0
+        if args.runs < 1:
+            raise outputs.UsageError(f"--runs {args.runs}: expected an integer >= 1")
+        if not args.timeout > 0:
+            raise outputs.UsageError(f"--timeout {args.timeout}: expected seconds > 0")
+        for name in args.path:
+            program_text(name)              # UsageError: not a path
+        kl = kernel_list.load()
+        variants = VARIANTS if args.kernel == "all" else \
+            tuple(v for v in args.kernel.split(",") if v)
+        for v in variants:
+            if not kl.variant(v).fragments:
+                raise outputs.UsageError(f"--kernel {v}: not a path variant (kernels.yaml "
+                                         f"'fragment:'); path variants: {', '.join(VARIANTS)}")
+            kl.patches(args.base, v, build=True)
+        out_root = outputs.check_output_dir(args.out if args.out is not None else ROOT, "--out")
+        t0 = time.monotonic()
+        failures = capture(list(args.path), args.base, variants, args.runs, out_root,
+                           args.timeout)
+        _say(f"done in {time.monotonic() - t0:.0f} s, {failures} failed boot(s)")
+        return 1 if failures else 0
+    except (outputs.UsageError, kernel_list.KernelListError, dataset.DataIntegrityError) as e:
+        print(f"paths: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:           # KernelBuildError: a kernel not in the cache
+        print(f"paths: {e}", file=sys.stderr)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rmapwalk.measure.paths",
+                                     description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt as e:      # SIGINT, or SIGTERM during a VM run (vm.Interrupted)
+        print(f"paths: {e or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(e, "signum", 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
