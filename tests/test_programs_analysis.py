@@ -178,3 +178,72 @@ def test_stuck_and_missed_pages(tmp_path):
     missed = P.missed_summary(data, "naive")
     assert missed[["mapping", "pages_per_run"]].values.tolist() == [["/usr/bin/python3.11", 1.0]]
     assert "python3.11" in P.stuck_text(P.stuck_summary(data), data)
+
+
+def test_lost_mapping_located_and_explained(tmp_path):
+    """A page three processes map whose walks make 2 rmap_one calls (the children's
+    rmap_items only, 1 iteration per pass each) beside one found in full (parent 3 + 1 + 1
+    per pass): the lost mapping is the parent's, and the text says so from the counters."""
+    wl = tmp_path / "workloads"
+    wl.mkdir()
+    (wl / "toy.yaml").write_text("name: toy\ncommand: [/usr/bin/java]\nwarmup_seconds: 1\n")
+    root = tmp_path / "programs"
+    events, seq = [], 0
+    for step, pid in enumerate((70, 71, 72)):
+        for pfn, (it, sa, sm, calls) in ((5, (4, 0, 2, 2)), (6, (10, 0, 5, 5))):
+            for op, reason in (("migrate", "migrate_unmap"), ("migrate", "migrate_unmap"),
+                               ("idle", "idle")):
+                events.append({**_ev(op, "ksm", reason, it, sa, sm, calls, 100, seq),
+                               "step": step, "target_pid": pid, "pfn": pfn,
+                               "index": 0x547 + pfn})
+                seq += 1
+    folder = _run(root, wl / "toy.yaml", "patched", 1, events)
+    manifest = dataset.read_manifest(folder)
+    manifest["summary"]["processes"] = [
+        {**manifest["summary"]["processes"][0], "pid": p, "ppid": 70 if p != 70 else 1}
+        for p in (70, 71, 72)]
+    (folder / "info").mkdir()
+    for p in (70, 71, 72):
+        (folder / "info" / f"maps-{p}.txt").write_text(
+            "00946000-00a85000 rw-p 00545000 00:0e 521625   /newroot/usr/bin/python3.11\n")
+        (folder / "info" / f"numa_maps-after-{p}.txt").write_text(
+            "00946000 default file=/newroot/usr/bin/python3.11 anon=2 N0=1 N1=1\n")
+    (folder / "info" / "merge.txt").write_text("full_scans_at_freeze=10 full_scans=12 x=1\n")
+    dataset.write_manifest(folder, {k: v for k, v in manifest.items()
+                                    if k not in ("files", "manifest_sha256", "format", "date",
+                                                 "host", "program")})
+    data = P.load(root, wl)
+    m = P.mapped_by(data).set_index("pfn")
+    assert m.loc[5, "pids"] == (70, 71, 72) and m.loc[5, "walks"] == 9
+    lost = P.lost_mappings(data)
+    assert lost[["pfn", "mappers", "rmap_one_max", "iterations", "mapping"]].values.tolist() == [
+        [5, 3, 2, 4, "/usr/bin/python3.11"]]
+    assert P.found_in_full(data, "toy", "patched", 1, 3) == (10, 0, 5, 5, 1)
+    text = P.lost_text(data)
+    for words in ("4 iterations, 0 address skips, 2 mm skips, 2 rmap_one calls",
+                  "2 × (3 + 2) = 10", "the parent's (pid 70)", "last 2 full scans",
+                  "ran 2 times", "N0=1 N1=1 (pid 71)"):
+        assert words in text, (words, text)
+    closing = P.closing_table(data).set_index("kernel")
+    assert closing.loc["patched", "missed"] == 1
+    assert "1 of 1 runs" not in P.claim_lost_text(data)
+    assert "0 of 1 runs" in P.claim_lost_text(data)
+
+
+def test_realworld_answer_from_numbers(tree):
+    root, wl = tree
+    data = P.load(root, wl)
+    rw = P.realworld_table(data).iloc[0]
+    assert rw["skip_ratio"] == pytest.approx(12 / 16)
+    assert rw["per_mapping_before"] == 8 and rw["per_mapping_after"] == 2
+    assert rw["work_removed"] == pytest.approx(0.75)
+    assert rw["chains_pooled"] == 4.0
+    text = P.realworld_text(data, production_vmas=20000, production_iterations=22169,
+                            level=0.999)
+    for words in ("4.0 to 4.0", "about 20,000 VMAs", "22,169", "75% to 75%",
+                  "8.0 → 2.0 iterations for toy (-75%)", "80%"):
+        assert words in text, (words, text)
+    pts = P.realworld_points(data, resamples=100)
+    assert pts.iloc[0]["scenario"] == "toy (real program)"
+    assert pts.iloc[0]["skip_ratio"] == pytest.approx(0.75)
+    assert "22,169" in P.matter_text(data, P.table(data), 22169)
