@@ -73,8 +73,8 @@ _COMMON = {"depth": 2, "fanout": 2, "mover": 6, "full_scans": 2, "max_seconds": 
 _HUGH = {"pages": 3, "byte": 0x77, "move_src": 0, "move_dst": 1, "merge_before_fork": 1,
          "prctl": 0}
 PATHS = {
-    "reclaim": {**_COMMON, **_HUGH, "hog_max_mb": 512, "zram_mb": 1024, "buffer_kb": 8192,
-                "ksm_walks_only": 1},
+    "reclaim": {**_COMMON, **_HUGH, "hog_max_mb": 768, "hog_step_mb": 32, "zram_mb": 1536,
+                "buffer_kb": 8192, "ksm_walks_only": 1},
     "hwpoison": {**_COMMON, **_HUGH, "early_kill": 1},
     "selftest": {**_COMMON, "pages": 2, "byte": 0x77, "move_src": 1, "move_dst": 0,
                  "merge_before_fork": 0, "prctl": 1},

@@ -502,21 +502,34 @@ static void setup_swap(void)
 		die("swapon(/dev/zram0): %s (CONFIG_SWAP)", strerror(errno));
 }
 
-/* reclaim: allocate and fill memory until every mapping is swapped out or hog_max_mb */
+/*
+ * reclaim: a memory hog.  New anonymous pages start on the inactive list and the KSM page,
+ * referenced by several page tables, was activated by its first folio_referenced() walk, so
+ * a hog that only streams through new memory never makes reclaim look at the active list
+ * (inactive_is_low() stays false).  So after each new step of `hog_step_mb` the hog touches
+ * every page it has again: its pages get activated too, the active list grows, and
+ * shrink_active_list() deactivates the KSM page, which the next inactive scan reclaims.
+ * It stops when no mapping of the region is present any more, or at `hog_max_mb`.
+ */
 static long reclaim(long *hog_mb)
 {
-	size_t step = (size_t)P.hog_step_mb << 20;
-	long mb = 0;
-	char *chunk;
+	size_t step = (size_t)P.hog_step_mb << 20, off;
+	char *chunks[1024];
+	long n = 0, j;
 
-	while (mb < P.hog_max_mb && unmerged(0, 1)) {
-		chunk = mmap(NULL, step, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (chunk == MAP_FAILED)
+	*hog_mb = 0;
+	while (*hog_mb < P.hog_max_mb && n < 1024 && unmerged(0, 1)) {
+		chunks[n] = mmap(NULL, step, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				 -1, 0);
+		if (chunks[n] == MAP_FAILED)
 			die("mmap of the memory hog: %s", strerror(errno));
-		memset(chunk, 0x5a, step);	/* one repeated word: zram stores it without memory */
-		mb += P.hog_step_mb;
+		memset(chunks[n], 0x5a, step);	/* one repeated word: zram stores it without memory */
+		n++;
+		*hog_mb += P.hog_step_mb;
+		for (j = 0; j < n; j++)
+			for (off = 0; off < step; off += PAGE_SIZE)
+				((volatile char *)chunks[j])[off] = 0x5a;
 	}
-	*hog_mb = mb;
 	return unmerged(0, 1);	/* mappings still present */
 }
 
