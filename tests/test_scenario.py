@@ -21,6 +21,28 @@ def test_shipped_scenarios_load():
         assert sc.load(f).name == f.stem
 
 
+def test_a_region_after_another_starts_where_its_pages_end():
+    s = sc.loads(GOOD + "  - mmap: {region: B, pages: 2, after: A}\n"
+                 "  - mremap: {region: A, start: 0, pages: 1, to: M}\n"
+                 "  - mmap: {region: C, pages: 1, after: B}\n"
+                 "  - mremap: {region: C, start: 0, pages: 1, to: A, to_page: 3}\n")
+    page = sc.PAGE_SIZE
+    assert s.region_addresses == {"A": sc.REGION_BASE, "B": sc.REGION_BASE + 4 * page,
+                                  "M": sc.REGION_BASE + 2 * sc.REGION_STRIDE,
+                                  "C": sc.REGION_BASE + 6 * page}
+    assert s.regions == {"A": 4, "B": 2, "M": 1, "C": 1}    # onto A: no new region
+
+
+def test_exit_rules():
+    fork = GOOD + "  - fork: {children: 1}\n  - fork: {children: 1, proc: 1}\n"
+    with pytest.raises(sc.ScenarioError, match="still has live children"):
+        sc.loads(fork + "  - exit: {proc: 1}\n")
+    ok = sc.loads(fork + "  - exit: {proc: 2}\n  - exit: {proc: 1}\n")
+    assert [s.kind for s in ok.steps][-2:] == ["exit", "exit"]
+    with pytest.raises(sc.ScenarioError, match="process 2 has exited"):
+        sc.loads(fork + "  - exit: {proc: 2}\n  - fill: {region: A, byte: 2, proc: 2}\n")
+
+
 def test_region_addresses_are_fixed_and_apart():
     s = sc.load(paths.SCENARIOS / "ksm-and-mremap.yaml")
     assert s.region_addresses == {"A": sc.REGION_BASE, "B": sc.REGION_BASE + sc.REGION_STRIDE}
@@ -39,6 +61,14 @@ def test_region_addresses_are_fixed_and_apart():
     ("  - fork: {children: 1, proc: 3}", "'proc' must be 0..0"),
     ("  - mmap: {region: A, pages: 1}", "region 'A' already exists"),
     ("  - ksm_merge: {full_scans: 2, color: red}", "unknown field 'color'"),
+    ("  - exit: {}", "process 0 cannot exit"),
+    ("  - mmap: {region: B, pages: 1, after: Z}", "unknown region 'Z' for 'after'"),
+    ("  - mremap: {region: A, start: 0, pages: 2, to: A, to_page: 3}",
+     "destination pages [3, 5) out of range for region 'A'"),
+    ("  - mremap: {region: A, start: 0, pages: 2, to: M, to_page: 1}",
+     "'to_page' needs an existing target region"),
+    ("  - mremap_resize: {region: A, start: 1, pages: 2, new_pages: 4}",
+     "pages [1, 5) out of range for region 'A' of 4 pages"),
 ])
 def test_bad_step_names_file_line_step_and_expectation(step, message):
     text = GOOD + step + "\n"
