@@ -23,7 +23,10 @@
  * max_seconds (the wait for ksmd), retries (selftest), hog_max_mb, hog_step_mb, zram_mb
  * (reclaim), early_kill (hwpoison: vm.memory_failure_early_kill), buffer_kb (the ftrace ring
  * buffer per CPU; 0 leaves it), ksm_walks_only (an ftrace filter: only rmap_walk events of
- * KSM folios, for reclaim, where every page of the memory hog is walked too).
+ * KSM folios, for reclaim, where every page of the memory hog is walked too), split (1:
+ * mprotect(PROT_READ) every even page before MADV_MERGEABLE, as the v4 benchmark does: one
+ * VMA per page, all in one anon_vma, so that the query over [0, ULONG_MAX] meets many VMAs
+ * that do not cover the page's index).
  *
  * Order: set-up (tracing, swap on zram, KSM knobs); the root maps `pages` pages filled with
  * `byte`; (merge_before_fork: KSM merges them); fork tree; every process: prctl or nothing,
@@ -70,7 +73,7 @@
 #define KSM "/sys/kernel/mm/ksm/"
 #define TRACING "/sys/kernel/tracing/"
 #define MAX_PROCS 64
-#define MAX_PAGES 16
+#define MAX_PAGES 36
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAP (1ULL << 62)
 #define PM_PFN ((1ULL << 55) - 1)
@@ -82,7 +85,7 @@ static const char *const TRIGGER_OPS[] = { "reclaim", "hwpoison", "migrate" };
 struct params {
 	long path, pages, byte, depth, fanout, mover, move_src, move_dst, merge_before_fork,
 	     prctl, full_scans, max_seconds, retries, hog_max_mb, hog_step_mb, zram_mb,
-	     early_kill, buffer_kb, ksm_walks_only;
+	     early_kill, buffer_kb, ksm_walks_only, split;
 };
 
 enum { PH_SETUP, PH_MOVE, PH_PRE, PH_TRIGGER, PH_POST, PH_EXIT };
@@ -247,7 +250,7 @@ static void load(const char *path)
 		{ "retries", &P.retries, 1, 1000 }, { "hog_max_mb", &P.hog_max_mb, 0, 8192 },
 		{ "hog_step_mb", &P.hog_step_mb, 1, 1024 }, { "zram_mb", &P.zram_mb, 0, 8192 },
 		{ "early_kill", &P.early_kill, 0, 1 }, { "buffer_kb", &P.buffer_kb, 0, 1 << 20 },
-		{ "ksm_walks_only", &P.ksm_walks_only, 0, 1 },
+		{ "ksm_walks_only", &P.ksm_walks_only, 0, 1 }, { "split", &P.split, 0, 1 },
 	};
 	char line[256];
 	size_t i, seen = 0, nkeys = sizeof(keys) / sizeof(keys[0]);
@@ -296,6 +299,8 @@ static void load(const char *path)
 			die("%s: missing key '%s'", path, keys[i].key);
 	if (tree_size() > MAX_PROCS || P.mover >= tree_size())
 		die("%s: a tree of %ld processes, mover=%ld", path, tree_size(), P.mover);
+	if (P.split && !P.merge_before_fork)
+		die("%s: split=1 needs merge_before_fork=1 (nobody writes the read-only pages)", path);
 	if (P.move_src >= P.pages || P.move_dst >= P.pages || P.move_src == P.move_dst)
 		die("%s: move_src=%ld, move_dst=%ld in a region of %ld pages", path, P.move_src,
 		    P.move_dst, P.pages);
@@ -578,6 +583,9 @@ int main(int argc, char **argv)
 	if (region == MAP_FAILED)
 		die("mmap of %ld pages: %s", P.pages, strerror(errno));
 	memset(region, (int)P.byte, len);
+	for (k = 0; P.split && k < P.pages; k += 2)	/* one VMA per page, one anon_vma */
+		if (mprotect(region + k * PAGE_SIZE, PAGE_SIZE, PROT_READ))
+			die("mprotect(PROT_READ) of page %ld: %s", k, strerror(errno));
 	if (!P.prctl && madvise(region, len, MADV_MERGEABLE))
 		die("madvise(MADV_MERGEABLE): %s", strerror(errno));
 	marker("rmapwalk-paths phase=mapped path=%s\n", PATH_NAMES[P.path]);
