@@ -120,7 +120,7 @@ def test_classify_states():
 
 def test_figure_draws(root):
     fig = A.figure(A.load(root))
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 3
 
 
 @pytest.mark.parametrize("name,text,message", [

@@ -45,10 +45,10 @@ COLLECT_COLUMNS = ("seq", "task_pid", "pfn", "rmap_items", "tasks", "iterations"
                    "matched", "procs")
 EVENT_COLUMNS = ("step", "op", "page_type", "reason", "iterations", "skip_addr", "skip_mm",
                  "rmap_one", "duration_ns", "pfn")
-WHAT = {"reclaim": "swapped out under memory pressure (shrink_folio_list -> try_to_unmap)",
-        "hwpoison": "madvise(MADV_HWPOISON) (memory_failure -> collect_procs_ksm, try_to_unmap)",
+WHAT = {"reclaim": "swapped out under memory pressure: shrink_folio_list, try_to_unmap",
+        "hwpoison": "MADV_HWPOISON: memory_failure, collect_procs_ksm, try_to_unmap",
         "hwpoison-split": "the same on the v4 benchmark's shape, 32 pages split by mprotect",
-        "selftest": "migrated by move_pages, retried up to 100 times (the merged selftest)"}
+        "selftest": "the merged selftest's shape: move_pages, retried up to 100 times"}
 
 
 class PathsDataError(ValueError):
@@ -210,7 +210,8 @@ def matrix(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def _trigger(r) -> str:
     if r["op"] == "migrate":
         return (f"moved after {r['tries']} tries" if r["result"] == 0 else
-                f"not moved in {r['tries']} tries ({r['errno'] if r['errno'] != '0' else r['result']})")
+                f"not moved in {r['tries']} tries (move_pages "
+                f"{r['errno'] if r['errno'] != '0' else r['result']})")
     if r["op"] == "hwpoison":
         return "madvise 0" if r["result"] == 0 else f"madvise {r['errno']}"
     return "all swapped" if r["result"] == 0 else f"{r['result']} still mapped"
@@ -280,28 +281,37 @@ def answer_text(data: dict[str, pd.DataFrame]) -> str:
 
 
 def figure(data: dict[str, pd.DataFrame]):
-    """Two panels per path x kernel: mappings missed per run (left) and iterations per KSM
-    walk (right, log scale), one dot per run."""
+    """Three panels, paths along x, one dot per run coloured by kernel: mappings of the KSM
+    page missed; loop iterations per KSM walk inside the trigger (log); and, for the memory
+    failure paths, collect_procs_ksm()'s loop iterations per call (log)."""
     import matplotlib.pyplot as plt
     pr = per_run(data)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    labels = [f"{p}\n{k.removesuffix('-paths')}" for p in PATHS for k in KERNELS
-              if ((pr["path"] == p) & (pr["kernel"] == k)).any()]
-    pos = {lab: i for i, lab in enumerate(labels)}
-    colors = {k: c for k, c in zip(KERNELS, ("#4c72b0", "#55a868", "#c44e52", "#8172b2"))}
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    colors = dict(zip(KERNELS, ("#4c72b0", "#55a868", "#c44e52", "#8172b2")))
+    present = [p for p in PATHS if (pr["path"] == p).any()]
     for _, r in pr.iterrows():
-        x = pos[f"{r['path']}\n{r['kernel'].removesuffix('-paths')}"]
-        jitter = (r["run"] - 2) * 0.08
-        axes[0].scatter(x + jitter, r["missed"], color=colors.get(r["kernel"], "k"), s=25)
+        x = present.index(r["path"]) + (KERNELS.index(r["kernel"]) - 1.5) * 0.18 \
+            + (r["run"] - 2) * 0.03
+        c = colors.get(r["kernel"], "k")
+        axes[0].scatter(x, r["missed"], color=c, s=18)
         if r["iter_per_walk"] == r["iter_per_walk"]:
-            axes[1].scatter(x + jitter, r["iter_per_walk"], color=colors.get(r["kernel"], "k"),
-                            s=25)
-    for ax, title in zip(axes, ("mappings of the KSM page missed", "iterations per KSM walk")):
-        ax.set_xticks(range(len(labels)))
-        ax.set_xticklabels(labels, fontsize=7)
+            axes[1].scatter(x, r["iter_per_walk"], color=c, s=18)
+        if r["collect_calls"]:
+            axes[2].scatter(x, r["collect_iterations"] / r["collect_calls"], color=c, s=18)
+    titles = ("mappings of the KSM page missed", "iterations per KSM rmap walk",
+              "collect_procs_ksm() iterations per call")
+    for ax, title in zip(axes, titles):
+        ax.set_xticks(range(len(present)))
+        ax.set_xticklabels(present, fontsize=8)
+        ax.set_xlim(-0.6, len(present) - 0.4)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[1].set_yscale("log")
+    axes[2].set_yscale("log")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colors[k],
+                          label=k.removesuffix("-paths")) for k in KERNELS
+               if (pr["kernel"] == k).any()]
+    axes[0].legend(handles=handles, fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
