@@ -108,6 +108,12 @@ def test_matrix_says_naive_misses_the_moved_mapping(root):
     assert "`collect_procs_ksm()` iterations per call: naive 40; merged 40" in text
 
 
+def test_memory_failure_messages_per_kernel(root):
+    msgs = A.memory_failure_messages(A.load(root))
+    assert set(msgs["path"]) == {"hwpoison", "hwpoison-split"}
+    assert set(msgs["message"]) == {"recovery action"} and set(msgs["runs"]) == {1}
+
+
 def test_classify_states():
     import pandas as pd
     m = pd.DataFrame(_maps("reclaim", True))

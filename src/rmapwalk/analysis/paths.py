@@ -24,6 +24,7 @@ failure and no collect_procs_ksm().
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +216,33 @@ def _trigger(r) -> str:
     if r["op"] == "hwpoison":
         return "madvise 0" if r["result"] == 0 else f"madvise {r['errno']}"
     return "all swapped" if r["result"] == 0 else f"{r['result']} still mapped"
+
+
+def memory_failure_messages(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """What mm/memory-failure.c printed on the console (kept in each run's manifest), per
+    memory-failure path and kernel: each distinct message with the pfn and the pid taken out,
+    and in how many runs it appeared."""
+    rows = {}
+    runs = data["runs"][data["runs"]["op"] == "hwpoison"]
+    for _, r in runs.iterrows():
+        seen = set()
+        for msg in str(r["memory_failure_console"]).split(" | "):
+            if not msg:
+                continue
+            msg = re.sub(r"0x[0-9a-f]+: ", "", msg)
+            msg = re.sub(r"(\w+):\d+ ", r"\1:PID ", msg)
+            seen.add(msg)
+        for msg in seen:
+            key = (r["path"], r["kernel"].removesuffix("-paths"), msg)
+            rows[key] = rows.get(key, 0) + 1
+    df = pd.DataFrame([{"path": p, "kernel": k, "message": m, "runs": n}
+                       for (p, k, m), n in rows.items()])
+    if df.empty:
+        return df
+    order = {k.removesuffix("-paths"): i for i, k in enumerate(KERNELS)}
+    return df.sort_values(["path", "kernel", "message"],
+                          key=lambda s: s.map(order) if s.name == "kernel" else s
+                          ).reset_index(drop=True)
 
 
 def findings(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
