@@ -22,10 +22,16 @@ tracepoint) and ``baseline-notrace`` (the plain source).  Each cache entry also 
 ``objects/mm/rmap.o`` and ``objects/mm/ksm.o`` (:data:`KEPT_OBJECTS`) for the kernel matrix
 (:mod:`rmapwalk.measure.matrix`).
 
+The path variants (``baseline-paths`` ...; ``fragment: [paths.config]`` in kernels.yaml) add
+config fragments after ``rmapwalk.config``: their bytes go into the cache key
+(:func:`kernel_inputs`) and the variant builds in ``build/<source-id>+paths/``
+(:func:`build_dir_name`), so the two configurations never rebuild each other from scratch.
+
 Command line: ``rmapwalk kernel build [--base B] [--kernel VARIANT|all] [--jobs N]
-[--source PATH]``, ``rmapwalk kernel list`` (base, variant, strategy, package, capture or
-build-only), ``rmapwalk kernel report`` (:mod:`rmapwalk.measure.matrix`), ``rmapwalk kernel
-selftests`` (:mod:`rmapwalk.measure.selftests`) or ``python -m rmapwalk.measure.kernel ...``.
+[--source PATH]``, ``rmapwalk kernel list`` (base, variant, strategy, package, capture,
+build-only or paths), ``rmapwalk kernel report`` (:mod:`rmapwalk.measure.matrix`),
+``rmapwalk kernel selftests`` (:mod:`rmapwalk.measure.selftests`) or
+``python -m rmapwalk.measure.kernel ...``.
 """
 from __future__ import annotations
 
