@@ -48,11 +48,14 @@ def _run(root: Path, path: str, variant: str, run: int, missed: bool, result: in
     _csv(folder / "result.csv", (*A.RESULT_COLUMNS, "merge_before_fork_seconds",
                                  "full_scans_before_fork"), [res])
     _csv(folder / "mappings.csv", A.MAPPING_COLUMNS, _maps(path, missed))
-    ev = [{c: 0 for c in EVENT_COLUMNS} | {"step": 1, "op": path, "page_type": "ksm",
+    ev = [{c: 0 for c in EVENT_COLUMNS} | {"step": 1, "op": res["op"], "page_type": "ksm",
                                              "reason": "try_to_unmap_one", "iterations": it,
                                              "skip_addr": it - 4, "rmap_one": 4 if missed else 5,
                                              "task": "paths", "timestamp": "1.0"}
           for it in (10, 30)]
+    ev.append({c: 0 for c in EVENT_COLUMNS} | {"step": 0, "op": "pageout", "page_type": "ksm",
+                                                 "reason": "x", "iterations": 555,
+                                                 "task": "paths", "timestamp": "0.7"})
     ev.append({c: 0 for c in EVENT_COLUMNS} | {"step": "", "op": "", "page_type": "ksm",
                                                  "reason": "x", "iterations": 999,
                                                  "task": "ksmd", "timestamp": "0.5"})
@@ -98,6 +101,7 @@ def test_matrix_says_naive_misses_the_moved_mapping(root):
     assert m.loc[("hwpoison", "naive"), "collect_procs_ksm iterations"] == "40"
     assert m.loc[("reclaim", "naive"), "collect_procs_ksm iterations"] == "-"
     assert m.loc[("reclaim", "merged"), "iterations / walk"] == "20.0"   # trigger walks only
+    assert "`madvise(MADV_PAGEOUT)` before the pressure left 0 of 5" in A.answer_text(data)
     f = A.findings(data).set_index(["path", "kernel"])
     assert f.loc[("reclaim", "naive-paths"), "loses_mappings"]
     assert not f.loc[("reclaim", "merged-paths"), "loses_mappings"]

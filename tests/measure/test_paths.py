@@ -61,7 +61,7 @@ def _console(path="hwpoison", procs=3, pages=3, result=0, errno="0", drop=None, 
     lines.append(f"RMAPWALK-PATHS-RESULT path={path} op={op} procs={procs} pages={pages} "
                  f"mover={procs - 1} ksm_pfn={KSM_PFN} result={result} errno={errno} tries=0 "
                  "node_before=0 target=0 node_after=0 pfn_before=4660 pfn_after=0 hog_mb=0 "
-                 "pswpout=0 pgmigrate_success=0")
+                 "pswpout=0 pgmigrate_success=0 pageout_rc=0 pageout_present=-1")
     lines += [extra, f"RMAPWALK-PATHS-DONE path={path}", "RMAPWALK-EXIT status=0"]
     return "\n".join(lines) + "\n"
 

@@ -40,8 +40,8 @@ MAPPING_COLUMNS = ("proc", "pid", "ppid", "page", "moved", "hole", "pre", "post"
                    "sigbus_code")
 RESULT_COLUMNS = ("path", "op", "procs", "pages", "mover", "ksm_pfn", "result", "tries",
                   "node_before", "target", "node_after", "pfn_before", "pfn_after", "hog_mb",
-                  "pswpout", "pgmigrate_success", "errno", "merge_seconds", "full_scans",
-                  "pages_shared", "pages_sharing")
+                  "pswpout", "pgmigrate_success", "pageout_rc", "pageout_present", "errno",
+                  "merge_seconds", "full_scans", "pages_shared", "pages_sharing")
 COLLECT_COLUMNS = ("seq", "task_pid", "pfn", "rmap_items", "tasks", "iterations", "skip_mm",
                    "matched", "procs")
 EVENT_COLUMNS = ("step", "op", "page_type", "reason", "iterations", "skip_addr", "skip_mm",
@@ -92,8 +92,7 @@ def load(root: str | Path = ROOT, *, include_unverified: bool = False) -> dict[s
     runs, maps, walks, collect = [], [], [], []
     for r in found:
         key = {"path": r.scenario, "base": r.base, "kernel": r.variant, "run": r.run}
-        res = _table(r.folder / "result.csv", RESULT_COLUMNS,
-                     tuple(c for c in RESULT_COLUMNS[2:16]))
+        res = _table(r.folder / "result.csv", RESULT_COLUMNS, RESULT_COLUMNS[2:18])
         if len(res) != 1 or res.loc[0, "path"] != r.scenario.split("-")[0]:
             raise PathsDataError(f"{r.folder / 'result.csv'}: expected one row of path "
                                  f"{r.scenario.split('-')[0]!r}, found {len(res)} row(s)")
@@ -105,7 +104,8 @@ def load(root: str | Path = ROOT, *, include_unverified: bool = False) -> dict[s
         maps.append(classify(m, row).assign(**key))
         ev = _table(r.folder / "events.csv.gz", EVENT_COLUMNS,
                     ("iterations", "skip_addr", "skip_mm", "rmap_one", "duration_ns", "pfn"))
-        walks.append(ev[(ev["op"] != "") & (ev["page_type"] == "ksm")].assign(**key))
+        # the KSM walks of the path's own trigger (reclaim's MADV_PAGEOUT window is not one)
+        walks.append(ev[(ev["op"] == row["op"]) & (ev["page_type"] == "ksm")].assign(**key))
         c = _table(r.folder / "collect_procs.csv", COLLECT_COLUMNS, COLLECT_COLUMNS)
         collect.append(c.assign(**key))
         man = dataset.read_manifest(r.folder)
@@ -171,7 +171,8 @@ def per_run(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
                      "moved_missed": int((~of["reached"] & (of["moved"] == 1)).sum()),
                      "op": r["op"], "result": r["result"], "errno": r["errno"],
                      "tries": r["tries"],
-                     "hog_mb": r["hog_mb"], "walks": len(w),
+                     "hog_mb": r["hog_mb"], "pageout_present": r["pageout_present"],
+                     "walks": len(w),
                      "unmap_walks": len(unmap),
                      "unmap_rmap_one_max": int(unmap["rmap_one"].max()) if len(unmap) else 0,
                      "iterations": int(w["iterations"].sum()),
@@ -299,6 +300,10 @@ def answer_text(data: dict[str, pd.DataFrame]) -> str:
                           for k in kernels)
         line = (f"- **{p}** ({WHAT[p]}): " + "; ".join(parts) +
                 f". Loop iterations per KSM walk: {iters}.")
+        if p == "reclaim" and (g["pageout_present"] >= 0).all():
+            line += (f" `madvise(MADV_PAGEOUT)` before the pressure left "
+                     f"{_values(g['pageout_present'])} of {_values(g['mappings'])} mappings "
+                     f"present on every kernel (it skips a shared folio).")
         if p.startswith("hwpoison"):
             ci = "; ".join(f"{k.removesuffix('-paths')} "
                            f"{_values(g[g['kernel'] == k]['collect_iterations'])}"

@@ -22,6 +22,11 @@ moved VMA keeps the page offset of its old address), shared by a fork tree, is
   KSM merges, the worker retries ``move_pages()`` up to 100 times, every process compares its
   pfn with the migrated one.
 
+Reclaim first records a ``madvise(MADV_PAGEOUT)`` of the root's mappings (trigger window
+``op=pageout``, result ``pageout_present``: the mappings still present after it), as evidence
+that it skips the shared KSM page; the walks of the path are those of its own trigger
+window (``op=reclaim``).
+
 on the *path variants* of kernels.yaml (``baseline-paths``, ``patched-paths``,
 ``naive-paths``, ``merged-paths``: the variant plus 0008/0009, configured with
 ``paths.config`` too).  The guest program is ``paths-guest/paths.c`` (static, built by
@@ -106,7 +111,7 @@ MAP_INTS = ("proc", "pid", "ppid", "page", "moved", "hole", "pre", "post", "sigb
 MAPPING_COLUMNS = MAP_INTS
 RESULT_INTS = ("procs", "pages", "mover", "ksm_pfn", "result", "tries", "node_before",
                "target", "node_after", "pfn_before", "pfn_after", "hog_mb", "pswpout",
-               "pgmigrate_success")
+               "pgmigrate_success", "pageout_rc", "pageout_present")
 MERGED_KEYS = ("merge_seconds", "full_scans", "merge_before_fork_seconds",
                "full_scans_before_fork", "pages_shared", "pages_sharing")
 RESULT_COLUMNS = ("path", "op", *RESULT_INTS, "errno", *MERGED_KEYS)
@@ -286,7 +291,7 @@ def outcome(path: str, res: dict) -> dict:
 def summarize(path: str, mappings: list[dict], res: dict, events: list[dict],
               collect: list[dict]) -> dict:
     """The run's counts for the manifest and the log line (the analysis recomputes them)."""
-    ksm = [e for e in events if e["page_type"] == "ksm" and e["step"] != ""]
+    ksm = [e for e in events if e["page_type"] == "ksm" and e["op"] == OPS[path]]
     of_ksm = [m for m in mappings if not m["hole"] and m["pre"] >> 63
               and m["pre"] & ((1 << 55) - 1) == res["ksm_pfn"]]
     if path == "selftest":

@@ -3,7 +3,9 @@
  * mappings was moved by mremap(), so that its VMA keeps the page offset of its old address:
  *
  *   reclaim    Hugh Dickins' report on v3: the KSM page is swapped out under memory pressure
- *              (shrink_folio_list() -> try_to_unmap() -> rmap_walk_ksm(try_to_unmap_one)).
+ *              (shrink_folio_list() -> try_to_unmap() -> rmap_walk_ksm(try_to_unmap_one)),
+ *              after a madvise(MADV_PAGEOUT) that is recorded, not relied on (it skips shared
+ *              folios): trigger window step=0 op=pageout, then step=1 op=reclaim.
  *   hwpoison   madvise(MADV_HWPOISON) on the KSM page: memory_failure() ->
  *              hwpoison_user_mappings() -> collect_procs_ksm(), then try_to_unmap().
  *   selftest   the merged selftest's shape (ksm_and_mremap): every process has
@@ -64,6 +66,9 @@
 
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
+#endif
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
 #endif
 #ifndef MADV_HWPOISON
 #define MADV_HWPOISON 100
@@ -542,6 +547,7 @@ int main(int argc, char **argv)
 {
 	size_t len;
 	long scans0 = 0, scans = 0, k, present = -1, hog_mb = 0, sw0 = 0, sw1 = 0;
+	long pageout_rc = 0, pageout_present = -1;	/* -1: not tried (not reclaim) */
 	long mc0 = vmstat("pgmigrate_success");
 	double merge0 = 0, merge1;
 	int i, status;
@@ -652,6 +658,17 @@ int main(int argc, char **argv)
 		       "result=%ld errno=%s pages=1\n", getpid(), rc,
 		       rc ? strerrorname_np((int)C->trigger_errno) : "0");
 	} else {
+		/*
+		 * First madvise(MADV_PAGEOUT) on the root's mappings, as a record of why it
+		 * cannot be the trigger: madvise_cold_or_pageout_pte_range() skips a folio
+		 * whose mapcount is not its number of pages, i.e. any shared KSM page.
+		 */
+		marker("rmapwalk-programs trigger step=0 op=pageout pid=%d comm=paths begin\n",
+		       getpid());
+		pageout_rc = madvise(region, len, MADV_PAGEOUT) ? -errno : 0;
+		marker("rmapwalk-programs trigger step=0 op=pageout pid=%d comm=paths end "
+		       "result=%ld errno=0 pages=%ld\n", getpid(), pageout_rc, P.pages);
+		pageout_present = unmerged(0, 1);
 		C->pfn_before = ksm_pfn;
 		sw0 = vmstat("pswpout");
 		marker("rmapwalk-programs trigger step=1 op=reclaim pid=%d comm=paths begin\n",
@@ -677,12 +694,13 @@ int main(int argc, char **argv)
 	printf("RMAPWALK-PATHS-RESULT path=%s op=%s procs=%d pages=%ld mover=%ld ksm_pfn=%" PRIu64
 	       " result=%ld errno=%s tries=%ld node_before=%ld target=%ld node_after=%ld "
 	       "pfn_before=%" PRIu64 " pfn_after=%" PRIu64 " hog_mb=%ld pswpout=%ld "
-	       "pgmigrate_success=%ld\n", PATH_NAMES[P.path], TRIGGER_OPS[P.path], C->nprocs,
+	       "pgmigrate_success=%ld pageout_rc=%ld pageout_present=%ld\n", PATH_NAMES[P.path],
+	       TRIGGER_OPS[P.path], C->nprocs,
 	       P.pages, P.mover, ksm_pfn, (long)C->trigger_rc,
 	       C->trigger_errno ? strerrorname_np((int)C->trigger_errno) : "0", (long)C->tries,
 	       (long)C->node_before, (long)C->target, (long)C->node_after,
 	       (uint64_t)C->pfn_before, (uint64_t)C->pfn_after, hog_mb, sw1 - sw0,
-	       vmstat("pgmigrate_success") - mc0);
+	       vmstat("pgmigrate_success") - mc0, pageout_rc, pageout_present);
 	C->phase = PH_EXIT;
 	while (wait(&status) > 0)
 		;
