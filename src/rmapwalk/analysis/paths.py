@@ -211,7 +211,8 @@ def matrix(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def _trigger(r) -> str:
     if r["op"] == "migrate":
-        return (f"moved after {r['tries']} tries" if r["result"] == 0 else
+        return (f"moved after {r['tries']} tr{'y' if r['tries'] == 1 else 'ies'}"
+                if r["result"] == 0 else
                 f"not moved in {r['tries']} tries (move_pages "
                 f"{r['errno'] if r['errno'] != '0' else r['result']})")
     if r["op"] == "hwpoison":
