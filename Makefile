@@ -69,6 +69,8 @@ $(GENERATED)/%.ipynb: notebooks/%.ipynb $(STAMP) $(shell find src -name '*.py') 
 
 verify-data: $(STAMP)
 	$(BIN)rmapwalk verify data/traces
+	$(BIN)rmapwalk conditions verify
+	$(BIN)rmapwalk paths verify
 
 # What `make book` adds to the executed notebooks (rmapwalk.analysis.provenance):
 # - the data set as one deterministic archive, downloadable from the provenance appendix;
@@ -183,10 +185,12 @@ vm-packages:
 	  else echo "make: install the Debian packages: $$missing" >&2; exit 2; fi; \
 	fi
 
-# test-kernels: only what the tests boot: the captured variants of the default base (make test;
-# the other base and the build-only variants are `make kernels`).
+# test-kernels: only what the tests boot: the captured variants of the default base, and the two
+# path variants the paths VM test boots (make test; the other base and the build-only variants
+# are `make kernels`).
+TEST_PATH_KERNELS := naive-paths merged-paths
 test-kernels: $(STAMP) vm-packages
-	for v in $$($(BIN)rmapwalk kernel list | awk -F'\t' -v b="$$($(BIN)python -c 'from rmapwalk import kernels; print(kernels.load().default_base)')" '$$1 == b && $$5 == "capture" {print $$2}'); do \
+	for v in $$($(BIN)rmapwalk kernel list | awk -F'\t' -v b="$$($(BIN)python -c 'from rmapwalk import kernels; print(kernels.load().default_base)')" '$$1 == b && $$5 == "capture" {print $$2}') $(TEST_PATH_KERNELS); do \
 	  $(BIN)rmapwalk kernel build --kernel $$v; done
 
 kernels: $(STAMP) vm-packages

@@ -1,11 +1,10 @@
 """rmapwalk fuzz: the generator (reproducible, valid, every step kind, refusals only where
 meant), the comparison, the minimizer on a fake kernel, the command line with a stubbed
-capture; the batch stream split and the replayer's error marker; and, with ``-m vm``, a
-small campaign on the real patched kernel."""
+capture; the batch stream split and the replayer's error marker.  The small campaign on
+the real kernels is tests/measure/test_fuzz_ci.py."""
 import dataclasses
 import json
 import re
-import shutil
 import subprocess
 import sys
 
@@ -349,29 +348,3 @@ def test_batch_init_resets_between_programs():
     for needle in ("echo 2 > $K/run", "echo 0 > $K/run", "umount /run/rmapwalk",
                    "echo > $T/trace", '"(replayer)"', initramfs.PROGRAM_MARK):
         assert needle in init, needle
-
-
-# --- the real thing ------------------------------------------------------------------------
-
-@pytest.mark.vm
-@pytest.mark.slow
-def test_fuzz_end_to_end_on_the_patched_kernel(tmp_path):
-    from rmapwalk.measure import kernel
-    if not shutil.which("qemu-system-x86_64"):
-        pytest.skip("qemu-system-x86_64 not installed")
-    try:
-        kernel.kernel_image("patched", build=False)
-    except kernel.KernelBuildError as e:
-        pytest.skip(f"no cached patched kernel: {e}")
-    out = tmp_path / "f"
-    r = subprocess.run([sys.executable, "-m", "rmapwalk.cli", "fuzz", "--seed", "1", "--count",
-                        "3", "--kernel", "patched", "--out", str(out), "--minimize", "1"],
-                       capture_output=True, text=True, timeout=1800)
-    lines = r.stdout.splitlines()
-    m = LAST_LINE.match(lines[-1])
-    assert m and m.group(1) == "3", r.stdout + r.stderr
-    assert r.returncode == (1 if int(m.group(3)) else 0), r.stderr
-    assert not [l for l in lines if "capture failed" in l], r.stdout
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["verify_problems"] == 0 and summary["capture_failures"] == 0
-    assert len(list((out / "runs").glob("*/6.12/patched/run-1/manifest.json"))) == 3

@@ -26,6 +26,9 @@ SMALL = {
     "scaling": {"benchmark": "ci-small", "resamples": 199},
     "claim": {"vmas": [10, 100, 1000], "children": [0, 1], "resamples": 199, "workers": 1},
     "provenance": {},
+    "conditions": {},
+    "paths": {},
+    "trust": {},
 }
 MEASURED = ("kernel-traces", "model-vs-kernel", "scaling", "claim", "provenance")
 BAD = [
@@ -45,6 +48,11 @@ BAD = [
     ("provenance", {"resamples": "x"}, "resamples"),
     ("kernel-traces", {"include_unverified": "maybe"}, "include_unverified"),
     ("scaling", {"traces": "/no/such/folder"}, "traces"),
+    ("conditions", {"conditions": "/no/such/folder"}, "conditions"),
+    ("conditions", {"include_unverified": "maybe"}, "include_unverified"),
+    ("paths", {"runs_dir": "/nonexistent"}, "runs_dir"),
+    ("trust", {"campaign": "no-such-campaign"}, "campaign"),
+    ("trust", {"fuzz_data": "/no/such/folder"}, "fuzz_data"),
 ]
 
 
