@@ -496,13 +496,19 @@ def realworld_figure(sweep: pd.DataFrame, measured: pd.DataFrame, level: float,
         g = g.sort_values("chains")
         ax.plot(g["chains"], 1 - g["skip_ratio"], "-o", ms=3, lw=1, alpha=0.7,
                 label=f"simulated sweep, {c} forked children")
-    for i, (_, r) in enumerate(measured.sort_values("chains").iterrows()):
+    placed: list[tuple[float, float]] = []
+    for _, r in measured.sort_values("chains").iterrows():
         y = 1 - r["skip_ratio"]
         err = np.array([[max(r["high"] - r["skip_ratio"], 0)], [max(r["skip_ratio"] - r["low"], 0)]])
         ax.errorbar(r["chains"], y, yerr=err if np.isfinite(err).all() else None, fmt="s",
                     color="black", ms=5)
+        # labels of points close on the log axes (within a factor of 2) are stacked, not
+        # drawn over each other: the k-th neighbour's label goes k lines down
+        lx, ly = np.log10(max(r["chains"], 1e-9)), np.log10(max(y, 1e-12))
+        near = sum(abs(lx - px) < 0.3 and abs(ly - py) < 0.3 for px, py in placed)
+        placed.append((lx, ly))
         ax.annotate(r["scenario"], (r["chains"], y), fontsize=7, textcoords="offset points",
-                    xytext=(5, 4) if i % 2 else (5, -10))   # alternate: neighbours overlap
+                    xytext=(5, 4 - 9 * near))
     if measured is not None and len(measured):
         ax.plot([], [], "s", color="black", ms=5, label="measured baseline walks (VM)")
     if production is not None:
