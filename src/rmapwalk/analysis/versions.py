@@ -23,7 +23,6 @@ the comparison with the model that ``kernel report --captures`` made.
 """
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
@@ -321,12 +320,11 @@ def rounds_table(sd: dict, label: str) -> pd.DataFrame:
 
 
 def flaky(sd: dict) -> list[str]:
-    """ksm_tests invocations that failed some rounds but not all on some kernel."""
+    """ksm_tests invocations that failed in at least one round on some kernel."""
     r = sd["rounds"]
     if r.empty:
         return []
-    part = r[(r["failed"] > 0)]
-    return sorted(set(part["invocation"]))
+    return sorted(set(r[r["failed"] > 0]["invocation"]))
 
 
 def same_builds(kd: dict, sd: dict) -> list[str]:
