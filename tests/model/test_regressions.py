@@ -1,11 +1,11 @@
 """The model against the real kernels on the minimized regression scenarios.
 
-Every scenario in ``data/scenarios/regressions/`` was captured on the three kernels (6.12
-baseline, patched = v4, naive = v1-v3); the kernel's walks and outcomes, in the shared columns,
-are stored next to this file as ``regressions/<name>.<variant>.{walks,outcomes}.csv``.  Each
-scenario stands for one bug the model had (``data/scenarios/regressions/README.md``): the
-replay must give exactly the kernel's walks, in order, with the four counters, and every
-page's outcome.
+Every scenario in ``data/scenarios/regressions/`` stands for one bug the model had
+(``data/scenarios/regressions/README.md``) and is captured in the data set like every other
+scenario (``data/dataset.yaml``: 6.12 baseline, patched = v4, naive = v1-v3, merged), runs in
+``data/traces/<name>/6.12/<variant>/run-1/`` with manifests.  The runs are read through
+:func:`rmapwalk.dataset.runs`, so only when they verify; the replay must give exactly the
+kernel's walks, in order, with the four counters, and every page's outcome (the shared columns).
 """
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from rmapwalk import scenario as sc
+from rmapwalk import dataset, kernels, paths, scenario as sc
 from rmapwalk.contract import COLUMNS, SHARED_OUTCOME_COLUMNS
-from rmapwalk.simulate import KERNEL_STRATEGY, replay
+from rmapwalk.simulate import replay
 
-ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = sorted((ROOT / "data" / "scenarios" / "regressions").glob("*.yaml"))
-EXPECTED = Path(__file__).parent / "regressions"
+REGRESSIONS = paths.SCENARIOS / "regressions"
+SCENARIOS = sorted(REGRESSIONS.glob("*.yaml"))
+BASE = "6.12"
+VARIANTS = [v for b, v in kernels.load().kernels() if b == BASE]
+STRATEGY = kernels.strategy_of()
 
 
 def _rows(path: Path, cols) -> list[tuple]:
@@ -32,27 +34,34 @@ def _model(rows: list[dict], cols) -> list[tuple]:
     return [tuple("" if r[c] is None else str(r[c]) for c in cols) for r in rows]
 
 
-def test_every_regression_has_expectations():
+def _run(name: str, variant: str) -> dataset.Run:
+    found = [r for r in dataset.runs(scenario=name) if (r.base, r.variant) == (BASE, variant)]
+    assert found, f"no run of {name} on {BASE}/{variant} in {paths.TRACES} (data/dataset.yaml)"
+    return found[0]
+
+
+def test_every_regression_is_in_the_data_set():
     assert SCENARIOS, "no regression scenarios"
+    planned = dataset.load_plan()
     for path in SCENARIOS:
-        for variant in KERNEL_STRATEGY:
-            for kind in ("walks", "outcomes"):
-                assert (EXPECTED / f"{path.stem}.{variant}.{kind}.csv").exists(), (path.stem, variant, kind)
+        for variant in VARIANTS:
+            assert planned.get((path.stem, BASE, variant), 0) >= 1, (path.stem, variant)
 
 
 def test_regressions_are_listed_in_the_readme():
-    readme = (ROOT / "data" / "scenarios" / "regressions" / "README.md").read_text()
+    readme = (REGRESSIONS / "README.md").read_text()
     for path in SCENARIOS:
         assert f"`{path.stem}`" in readme, path.stem
 
 
-@pytest.mark.parametrize("variant", list(KERNEL_STRATEGY))
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_model_equals_kernel(path, variant):
     scn = sc.load(path)
     assert scn.name == path.stem
-    result = replay(scn, KERNEL_STRATEGY[variant])
-    walks = _rows(EXPECTED / f"{path.stem}.{variant}.walks.csv", COLUMNS)
-    outcomes = _rows(EXPECTED / f"{path.stem}.{variant}.outcomes.csv", SHARED_OUTCOME_COLUMNS)
+    run = _run(path.stem, variant)
+    result = replay(scn, STRATEGY[variant])
+    walks = _rows(run.folder / "walks.csv", COLUMNS)
+    outcomes = _rows(run.folder / "outcomes.csv", SHARED_OUTCOME_COLUMNS)
     assert _model(result.outcomes, SHARED_OUTCOME_COLUMNS) == outcomes
     assert _model(result.walks, COLUMNS) == walks
