@@ -29,6 +29,7 @@ SMALL = {
     "conditions": {},
     "paths": {},
     "trust": {},
+    "versions": {},
 }
 MEASURED = ("kernel-traces", "model-vs-kernel", "scaling", "claim", "provenance")
 BAD = [
@@ -53,6 +54,8 @@ BAD = [
     ("paths", {"runs_dir": "/nonexistent"}, "runs_dir"),
     ("trust", {"campaign": "no-such-campaign"}, "campaign"),
     ("trust", {"fuzz_data": "/no/such/folder"}, "fuzz_data"),
+    ("versions", {"kernels_data": "/no/such/folder"}, "kernels_data"),
+    ("versions", {"selftests_data": "/no/such/folder"}, "selftests_data"),
 ]
 
 
