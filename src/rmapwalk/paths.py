@@ -7,6 +7,8 @@ from pathlib import Path
 ROOT = Path(os.environ.get("RMAPWALK_ROOT", Path(__file__).resolve().parents[2]))
 DATA = ROOT / "data"
 SCENARIOS = DATA / "scenarios"
+# minimized histories of model bugs (data/scenarios/regressions/README.md): tests, not workloads
+REGRESSIONS = SCENARIOS / "regressions"
 TRACES = DATA / "traces"
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
