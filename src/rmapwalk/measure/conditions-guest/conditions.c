@@ -54,67 +54,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest.h"
+
 #define PAGE_SIZE 4096UL
 #define KSM "/sys/kernel/mm/ksm/"
 
-static const char *TRACE_MARKER = "/sys/kernel/tracing/trace_marker";
+/* the replayer's error prefix: the driver quotes these lines in a failed run's reason */
+static const struct guest_errors GUEST_ERRORS = { .prefix = "rmapwalk-replayer: error: " };
 
 struct params {
 	long pages, byte, page, rounds, sleep_millisecs, pages_to_scan, full_scans, poll_ms,
 	     max_seconds, settle_ms, split_before_merge, stop_before_trigger;
 };
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stdout, "rmapwalk-replayer: error: ");
-	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
-	va_end(ap);
-	fprintf(stdout, "\n");
-	fflush(stdout);
-	exit(2);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void marker(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	int fd, n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	fd = open(TRACE_MARKER, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		die("open %s: %s", TRACE_MARKER, strerror(errno));
-	if (write(fd, buf, (size_t)n) != n)
-		die("write %s: %s", TRACE_MARKER, strerror(errno));
-	close(fd);
-}
-
-static long read_long(const char *path)
-{
-	char buf[64];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		die("open %s: %s", path, strerror(errno));
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		die("read %s: %s", path, n < 0 ? strerror(errno) : "empty");
-	buf[n] = 0;
-	return strtol(buf, NULL, 10);
-}
 
 static void write_long(const char *path, long v)
 {
@@ -127,25 +78,6 @@ static void write_long(const char *path, long v)
 	if (write(fd, buf, (size_t)n) != n)
 		die("write %ld to %s: %s", v, path, strerror(errno));
 	close(fd);
-}
-
-/* /proc/vmstat counter `name` (0 if absent) */
-static long vmstat(const char *name)
-{
-	char line[256];
-	size_t len = strlen(name);
-	long v = 0;
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, name, len) && line[len] == ' ') {
-			v = strtol(line + len + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
 }
 
 /* the pfn of the page at addr (Documentation/admin-guide/mm/pagemap.rst), 0 if absent */

@@ -44,47 +44,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest.h"
+
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
 #endif
 
-static const char *TRACE_MARKER = "/sys/kernel/tracing/trace_marker";
 static const char *IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap";
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "rmapwalk-launcher: error: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n");
-	exit(2);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void marker(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	int fd, n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	fd = open(TRACE_MARKER, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		die("open %s: %s", TRACE_MARKER, strerror(errno));
-	if (write(fd, buf, (size_t)n) != n)
-		die("write %s: %s", TRACE_MARKER, strerror(errno));
-	close(fd);
-}
+static const struct guest_errors GUEST_ERRORS = { .prefix = "rmapwalk-launcher: error: ",
+						  .to_stderr = 1 };
 
 static void comm_of(long pid, char *out, size_t size)
 {

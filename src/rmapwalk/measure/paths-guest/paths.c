@@ -64,6 +64,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest.h"
+
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
 #endif
@@ -114,26 +116,20 @@ static struct ctl *C;
 static char *region;
 static int me;			/* this process's index in the tree */
 
-static void die(const char *fmt, ...)
+static void error_context(FILE *out)
 {
-	va_list ap;
-	fprintf(stdout, "rmapwalk-replayer: error: [proc %d] ", me);
-	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
-	va_end(ap);
-	fprintf(stdout, "\n");
-	fflush(stdout);
-	if (C)
-		__sync_fetch_and_add(&C->errors, 1);
-	exit(2);
+	fprintf(out, "[proc %d] ", me);
 }
 
-static double now(void)
+static void count_error(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	if (C)
+		__sync_fetch_and_add(&C->errors, 1);
 }
+
+static const struct guest_errors GUEST_ERRORS = { .prefix = "rmapwalk-replayer: error: ",
+						  .context = error_context,
+						  .before_exit = count_error };
 
 static void write_str(const char *path, const char *s)
 {
@@ -152,52 +148,6 @@ static void write_long(const char *path, long v)
 	char buf[32];
 	snprintf(buf, sizeof(buf), "%ld\n", v);
 	write_str(path, buf);
-}
-
-static long read_long(const char *path)
-{
-	char buf[64];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		die("open %s: %s", path, strerror(errno));
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		die("read %s: %s", path, n < 0 ? strerror(errno) : "empty");
-	buf[n] = 0;
-	return strtol(buf, NULL, 10);
-}
-
-static void marker(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	write_str(TRACING "trace_marker", buf);
-}
-
-/* /proc/vmstat counter `name` (0 if absent) */
-static long vmstat(const char *name)
-{
-	char line[256];
-	size_t len = strlen(name);
-	long v = 0;
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, name, len) && line[len] == ' ') {
-			v = strtol(line + len + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
 }
 
 /* pagemap entry of page k of the region (Documentation/admin-guide/mm/pagemap.rst) */

@@ -1,0 +1,124 @@
+/*
+ * What the static guest programs share (the launcher, conditions and paths; built by
+ * rmapwalk.measure.initramfs.build_static with -I../guest-common, and part of the sha256 that
+ * names each cached binary, rmapwalk.measure.guestrun.source_key): the fatal error, the
+ * monotonic clock, trace markers, and reading sysfs and /proc/vmstat numbers.
+ *
+ * A program defines, after including this file, how its errors look:
+ *
+ *   static const struct guest_errors GUEST_ERRORS = { .prefix = "rmapwalk-launcher: error: ",
+ *                                                     .to_stderr = 1 };
+ *
+ * die() prints the prefix, the optional context (paths: "[proc N] "), the message and a
+ * newline, flushes, calls the optional before_exit (paths: counts the error in the fork
+ * tree's shared control block) and exits with status 2.  The drivers read these lines on the
+ * console ("rmapwalk-replayer: error: ..." is what they quote in a failed run's reason).
+ *
+ * The replayer does not include this: its steps report errors upwards (fail() returns -1 and
+ * the step's error marker names it) instead of dying, and its marker appends the newline.
+ */
+#ifndef RMAPWALK_GUEST_H
+#define RMAPWALK_GUEST_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TRACE_MARKER "/sys/kernel/tracing/trace_marker"
+
+struct guest_errors {
+	const char *prefix;		/* what every error line starts with */
+	int to_stderr;			/* 0: stdout, the console the driver reads */
+	void (*context)(FILE *out);	/* prints after the prefix, or NULL */
+	void (*before_exit)(void);	/* after the line is out, or NULL */
+};
+
+/* defined by the program (a tentative definition here: C11 6.9.2) */
+static const struct guest_errors GUEST_ERRORS;
+
+__attribute__((noreturn))
+static void die(const char *fmt, ...)
+{
+	FILE *out = GUEST_ERRORS.to_stderr ? stderr : stdout;
+	va_list ap;
+
+	fputs(GUEST_ERRORS.prefix, out);
+	if (GUEST_ERRORS.context)
+		GUEST_ERRORS.context(out);
+	va_start(ap, fmt);
+	vfprintf(out, fmt, ap);
+	va_end(ap);
+	fputc('\n', out);
+	fflush(out);
+	if (GUEST_ERRORS.before_exit)
+		GUEST_ERRORS.before_exit();
+	exit(2);
+}
+
+static inline double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* one trace_marker write (the caller ends the line with '\n') */
+static inline void marker(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int fd, n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fd = open(TRACE_MARKER, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("open %s: %s", TRACE_MARKER, strerror(errno));
+	if (write(fd, buf, (size_t)n) != n)
+		die("write %s: %s", TRACE_MARKER, strerror(errno));
+	close(fd);
+}
+
+/* the number at the start of a sysfs or procfs file */
+static inline long read_long(const char *path)
+{
+	char buf[64];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		die("open %s: %s", path, strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		die("read %s: %s", path, n < 0 ? strerror(errno) : "empty");
+	buf[n] = 0;
+	return strtol(buf, NULL, 10);
+}
+
+/* /proc/vmstat counter `name` (0 if absent) */
+static inline long vmstat(const char *name)
+{
+	char line[256];
+	size_t len = strlen(name);
+	long v = 0;
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, name, len) && line[len] == ' ') {
+			v = strtol(line + len + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+#endif
