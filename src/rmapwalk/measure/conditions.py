@@ -51,23 +51,19 @@ import io
 import os
 import re
 import shutil
-import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from rmapwalk import contract, dataset, kernels as kernel_list, outputs, paths
-from rmapwalk.measure import capture as capture_mod, initramfs, programs, vm
+from rmapwalk.measure import capture as capture_mod, guestrun, initramfs, programs, vm
 
 SPECS = paths.DATA / "conditions"
 RUNS = SPECS / "runs"
 NEW = paths.BUILD / "conditions.new"
 GUEST_DIR = Path(__file__).resolve().parent / "conditions-guest"
 DEFAULT_TIMEOUT = 900.0
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+NAME_RE = guestrun.NAME_RE
 KSM_KEYS = ("sleep_millisecs", "pages_to_scan", "full_scans", "poll_ms", "max_seconds")
 # key -> (lowest, highest) allowed, as the guest program checks them too
 LIMITS = {"pages": (2, 1 << 20), "byte": (0, 255), "page": (0, (1 << 20) - 1),
@@ -90,13 +86,8 @@ class SpecError(ValueError):
     """A setup file that cannot be used; the message names the file and the key."""
 
 
-class ConditionsRunError(RuntimeError):
+class ConditionsRunError(guestrun.GuestRunError):
     """A boot that did not give a complete result; ``console`` is the guest's console."""
-
-    def __init__(self, reason: str, console: str = ""):
-        self.reason, self.console = reason, console
-        tail = "\n".join(console.splitlines()[-15:])
-        super().__init__(f"{reason}\n--- last console lines ---\n{tail}" if tail else reason)
 
 
 # --- setup files ---------------------------------------------------------------------------
@@ -109,33 +100,19 @@ class Spec:
 
 
 def spec_path(name_or_path: str) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return p
-    return SPECS / f"{name_or_path}.yaml"
+    return guestrun.named_file(name_or_path, SPECS)
 
 
 def load_spec(name_or_path: str) -> Spec:
     """Read and check a setup file; :class:`SpecError` names the file and the key."""
     path = spec_path(name_or_path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read the setup: {e.strerror}") from None
-    try:
-        doc = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        raise SpecError(f"{path}: not a valid UTF-8 YAML file: {e}") from None
-    if not isinstance(doc, dict):
-        raise SpecError(f"{path}: expected a mapping of {sorted(SPEC_KEYS)}")
+    raw, doc = guestrun.read_mapping(path, SpecError, "setup", SPEC_KEYS)
     unknown = sorted(set(doc) - SPEC_KEYS)
     missing = sorted(SPEC_KEYS - {"description"} - set(doc))
     if unknown or missing:
         raise SpecError(f"{path}: unknown key(s) {unknown}, missing key(s) {missing}")
     name = doc["name"]
-    if name != path.stem or not NAME_RE.match(str(name)):
-        raise SpecError(f"{path}: name {name!r} must equal the file's stem {path.stem!r} "
-                        "(lower case, digits, '-')")
+    guestrun.check_name(path, name, SpecError)
     ksm = doc["ksm"]
     if not isinstance(ksm, dict) or set(ksm) != set(KSM_KEYS):
         raise SpecError(f"{path}: ksm: expected exactly {', '.join(KSM_KEYS)}")
@@ -164,30 +141,19 @@ def program_text(spec: Spec) -> str:
 
 # --- the guest -----------------------------------------------------------------------------
 def guest_key() -> str:
-    h = hashlib.sha256()
-    for name in ("conditions.c", "Makefile"):
-        h.update(hashlib.sha256((GUEST_DIR / name).read_bytes()).digest())
-    return h.hexdigest()
+    """sha256 of the guest program's sources (conditions.c, its Makefile, guest.h)."""
+    return guestrun.source_key(GUEST_DIR, "conditions.c")
 
 
 def guest_binary() -> Path:
     """The cached static guest program (built on first use), named by its sources' sha256."""
-    target = paths.CACHE / "conditions" / f"conditions-{guest_key()[:16]}"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            os.replace(initramfs.build_static(GUEST_DIR, Path(tmp) / "conditions"), target)
-    return target
+    return guestrun.cached_binary(GUEST_DIR, "conditions.c", "conditions")
 
 
 def guest_initramfs(spec: Spec, dest: Path) -> Path:
     """The replayer's base archive, then one that replaces /replayer by the conditions
     program and holds its /program.txt."""
-    overlay = initramfs.cpio_archive([
-        ("replayer", stat.S_IFREG | 0o755, guest_binary().read_bytes()),
-        ("program.txt", stat.S_IFREG | 0o644, program_text(spec).encode())])
-    dest.write_bytes(initramfs.base_initramfs().read_bytes() + overlay)
-    return dest
+    return guestrun.overlay_initramfs(guest_binary(), program_text(spec), dest)
 
 
 def boot_guest(image: Path, spec: Spec, workdir: Path, timeout: float,
@@ -197,24 +163,8 @@ def boot_guest(image: Path, spec: Spec, workdir: Path, timeout: float,
     :class:`ConditionsRunError`."""
     workdir.mkdir(parents=True, exist_ok=True)
     initrd = guest_initramfs(spec, workdir / "initramfs.cpio.gz")
-    _, cmd, booted, wall = vm.boot(image, initrd, workdir, timeout, "tcg", qemu=qemu)
-    console = vm._read(workdir / "console.log")
-    if vm.PANIC_RE.search(console):
-        line = next(l for l in console.splitlines() if vm.PANIC_RE.search(l))
-        raise ConditionsRunError(f"kernel panic or oops: {line.strip()}", console)
-    m = re.search(re.escape(initramfs.EXIT_MARK) + r"(\d+)", console)
-    if not m:
-        raise ConditionsRunError("the guest ended without printing its exit status: "
-                                 + vm._read(workdir / "qemu.out").strip()[-300:], console)
-    if m.group(1) != "0":
-        errors = re.findall(r"(?:rmapwalk-replayer: error|RMAPWALK-ERROR):? (.*)", console)
-        raise ConditionsRunError(f"the conditions program failed (exit status {m.group(1)}): "
-                                 + ("; ".join(errors) or "no message"), console)
-    trace = initramfs.decode_stream(vm._read(workdir / "ttyS1.log"))
-    if initramfs.END_MARK not in trace:
-        raise ConditionsRunError("the trace stream on ttyS1 has no end marker (truncated)",
-                                 console)
-    return console, trace, cmd, wall, booted
+    return guestrun.boot(image, initrd, workdir, timeout, ConditionsRunError,
+                         "conditions program", qemu=qemu)
 
 
 # --- what came back ------------------------------------------------------------------------
@@ -292,11 +242,7 @@ def _say(msg: str) -> None:
 
 def kernel_image(base: str, variant: str) -> tuple[Path, dict]:
     """The cached kernel image and its provenance; never builds (``rmapwalk kernel build``)."""
-    from rmapwalk.measure import kernel  # noqa: PLC0415 (imports the build machinery)
-    img = kernel.kernel_image(variant, base=base, build=False)
-    prov = dict(img.provenance)
-    prov["image_sha256"] = dataset.sha256_file(img.bzimage)
-    return img.bzimage, prov
+    return guestrun.kernel_image(base, variant, build=False)
 
 
 def _gzip_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
@@ -311,12 +257,6 @@ def write_run(spec: Spec, base: str, variant: str, provenance: dict, out_root: P
               console: str, trace_text: str, parsed, rounds: list[dict], cmd: list[str],
               timing: dict, run: int | None = None) -> Path:
     """Write run folder ``run`` (default: the next number) atomically; its path."""
-    folder = dataset.kernel_folder(out_root, spec.name, base, variant)
-    folder.mkdir(parents=True, exist_ok=True)
-    run = capture_mod._next_run(folder) if run is None else run
-    dest = folder / f"run-{run}"
-    if dest.exists():
-        raise outputs.UsageError(f"{dest} exists already")
     page = spec.params["page"]
     walks = [{**{k: w[k] for k in contract.MEASURED_WALK_COLUMNS}, "region": "A", "page": page}
              for w in parsed.walks]
@@ -325,8 +265,7 @@ def write_run(spec: Spec, base: str, variant: str, provenance: dict, out_root: P
                                   and e["page_type"] == "ksm")) for r in rounds}
     round_rows = [{**r, "walks": per_round[r["round"]][0], "ksm_walks": per_round[r["round"]][1]}
                   for r in rounds]
-    staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".run-{run}.tmp-"))
-    try:
+    with guestrun.new_run(out_root, spec.name, base, variant, run) as (staging, dest):
         capture_mod._gzip_to(staging / "trace.txt.gz", trace_text)
         capture_mod._gzip_to(staging / "console.log.gz", console)
         contract.write_csv(staging / "walks.csv", walks, contract.MEASURED_WALK_COLUMNS)
@@ -337,8 +276,7 @@ def write_run(spec: Spec, base: str, variant: str, provenance: dict, out_root: P
         dataset.write_manifest(staging, {
             "kind": "rmapwalk conditions run",
             "kernel": provenance,
-            "qemu": {"version": vm.qemu_version(cmd[0]), "command": cmd, "accel": "tcg",
-                     "accel_reason": "TCG only: durations are TCG time"},
+            "qemu": guestrun.qemu_manifest(cmd),
             "scenario": {"name": spec.name, "sha256": spec.sha256,
                          "path": os.path.relpath(spec.path, paths.ROOT)
                          if spec.path.is_absolute() else str(spec.path)},
@@ -349,10 +287,6 @@ def write_run(spec: Spec, base: str, variant: str, provenance: dict, out_root: P
             "timing": timing,
             "summary": summarize(parsed.events, rounds),
         })
-        staging.rename(dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return dest
 
 
@@ -361,26 +295,21 @@ def capture_one(spec: Spec, base: str, variant: str, image: Path, provenance: di
                 qemu: str | None = None) -> Path | None:
     """One boot into run folder ``run`` (default: the next); None after a failure (its
     console kept under build/failed/, nothing written under ``out_root``)."""
-    paths.BUILD.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=paths.BUILD, prefix="vm-conditions-") as tmp:
-        workdir = Path(tmp)
-        try:
-            console, trace_text, cmd, wall, booted = boot_guest(image, spec, workdir, timeout,
-                                                                qemu)
-            where = f"{spec.name}/{base}/{variant}"
-            parsed = programs.parse_trace(trace_text, f"{where}/trace.txt")
-            rounds = parse_rounds(console, spec.params["rounds"], f"{where}/console.log")
-        except (vm.VMRunError, ConditionsRunError, programs.ProgramRunError) as e:
-            kept = capture_mod._keep_failure(spec.name, f"{base}-{variant}", workdir, str(e))
-            _say(f"{spec.name} on {base}/{variant}: FAILED: {getattr(e, 'reason', e)}; console "
-                 f"kept in {kept}; nothing written under {out_root}")
-            return None
-    guest = re.search(r"RMAPWALK-REPLAYED seconds=(\S+)", console)
+    where = f"{spec.name}/{base}/{variant}"
+
+    def attempt(workdir: Path) -> tuple:
+        console, trace_text, cmd, wall, booted = boot_guest(image, spec, workdir, timeout, qemu)
+        parsed = programs.parse_trace(trace_text, f"{where}/trace.txt")
+        rounds = parse_rounds(console, spec.params["rounds"], f"{where}/console.log")
+        return console, trace_text, cmd, wall, booted, parsed, rounds
+
+    got = guestrun.boot_or_keep("conditions", f"{spec.name} on {base}/{variant}", spec.name,
+                                f"{base}-{variant}", out_root, _say, attempt)
+    if got is None:
+        return None
+    console, trace_text, cmd, wall, booted, parsed, rounds = got
     dest = write_run(spec, base, variant, provenance, out_root, console, trace_text, parsed,
-                     rounds, cmd, {"host_boot_seconds": booted,
-                                   "host_wall_seconds": round(wall, 3),
-                                   "guest_program_uptime": guest.group(1) if guest else None},
-                     run)
+                     rounds, cmd, guestrun.timing(console, wall, booted), run)
     ksm = [e for e in parsed.events if e["page_type"] == "ksm" and e["step"] != ""]
     _say(f"{spec.name} on {base}/{variant} {dest.name}: {wall:.0f} s, {len(rounds)} rounds, "
          f"{len(ksm)} KSM walks in triggers ({', '.join(str(r['move_pages']) for r in rounds)}"
@@ -393,19 +322,8 @@ def capture(specs: list[Spec], base: str, variants: tuple[str, ...], runs: int,
             only_missing: bool = False) -> int:
     """``runs`` boots of each setup on each variant (``only_missing``: just the run numbers
     1..runs not yet in ``out_root``); returns the number of failed boots."""
-    failures = 0
-    for variant in variants:
-        image, provenance = kernel_image(base, variant)
-        for spec in specs:
-            for k in range(1, runs + 1):
-                target = dataset.run_folder(out_root, spec.name, base, variant, k)
-                if only_missing and target.exists():
-                    continue
-                _say(f"{spec.name} on {base}/{variant}: run {k}/{runs} (timeout {timeout:.0f} s)")
-                if capture_one(spec, base, variant, image, provenance, out_root, timeout,
-                               k if only_missing else None, qemu) is None:
-                    failures += 1
-    return failures
+    return guestrun.capture(specs, base, variants, runs, out_root, timeout, qemu,
+                            only_missing, _say, kernel_image, capture_one)
 
 
 def capture_plan(plan: Path, dest: Path, timeout: float, new: Path = NEW) -> int:
@@ -461,54 +379,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.conditions_command == "verify":
-            root = args.dir if args.dir is not None else RUNS
-            problems = dataset.verify(root, scenarios=SPECS)
-            for p in problems:
-                print(p)
-            _say(f"{root}: {len(problems)} problem(s)")
-            return 1 if problems else 0
-        if args.runs < 1:
-            raise outputs.UsageError(f"--runs {args.runs}: expected an integer >= 1")
-        if not args.timeout > 0:
-            raise outputs.UsageError(f"--timeout {args.timeout}: expected seconds > 0")
-        if args.plan:
-            if args.setup or args.out is not None:
-                raise outputs.UsageError("--plan takes no setup and no --out")
-            return capture_plan(RUNS / "dataset.yaml", RUNS, args.timeout)
-        if not args.setup:
-            raise outputs.UsageError("give a setup (e.g. posted-benchmark) or --plan")
-        out_root = outputs.check_output_dir(args.out if args.out is not None else RUNS, "--out")
-        specs = [load_spec(s) for s in args.setup]
-        kl = kernel_list.load()
-        variants = tuple(v for b, v in kl.kernels() if b == args.base) \
-            if args.kernel == "all" else tuple(v for v in args.kernel.split(",") if v)
-        for v in variants:
-            kl.patches(args.base, v)        # KernelListError: unknown or build-only
-        t0 = time.monotonic()
-        failures = capture(specs, args.base, variants, args.runs, out_root, args.timeout)
-        _say(f"done in {time.monotonic() - t0:.0f} s, {failures} failed boot(s)")
-        return 1 if failures else 0
-    except (SpecError, outputs.UsageError, kernel_list.KernelListError,
-            dataset.DataIntegrityError) as e:
-        print(f"conditions: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:           # KernelBuildError: a kernel not in the cache
-        print(f"conditions: {e}", file=sys.stderr)
-        return 2
+    return guestrun.run_command("conditions", _run, args, (SpecError,))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.conditions_command == "verify":
+        return guestrun.verify(args.dir if args.dir is not None else RUNS, SPECS, _say)
+    guestrun.check_capture_args(args)
+    if args.plan:
+        if args.setup or args.out is not None:
+            raise outputs.UsageError("--plan takes no setup and no --out")
+        return capture_plan(RUNS / "dataset.yaml", RUNS, args.timeout)
+    if not args.setup:
+        raise outputs.UsageError("give a setup (e.g. posted-benchmark) or --plan")
+    out_root = outputs.check_output_dir(args.out if args.out is not None else RUNS, "--out")
+    specs = [load_spec(s) for s in args.setup]
+    kl = kernel_list.load()
+    variants = tuple(v for b, v in kl.kernels() if b == args.base) \
+        if args.kernel == "all" else tuple(v for v in args.kernel.split(",") if v)
+    for v in variants:
+        kl.patches(args.base, v)        # KernelListError: unknown or build-only
+    t0 = time.monotonic()
+    failures = capture(specs, args.base, variants, args.runs, out_root, args.timeout)
+    _say(f"done in {time.monotonic() - t0:.0f} s, {failures} failed boot(s)")
+    return 1 if failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rmapwalk.measure.conditions",
-                                     description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt as e:      # SIGINT, or SIGTERM during a VM run (vm.Interrupted)
-        print(f"conditions: {e or 'interrupted'}", file=sys.stderr)
-        return 128 + getattr(e, "signum", 2)
+    return guestrun.main("conditions", __doc__, add_arguments, argv)
 
 
 if __name__ == "__main__":

@@ -55,17 +55,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
 import re
-import shutil
-import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from rmapwalk import contract, dataset, kernels as kernel_list, outputs, paths
-from rmapwalk.measure import capture as capture_mod, initramfs, programs, trace, vm
+from rmapwalk.measure import capture as capture_mod, guestrun, initramfs, programs, trace, vm
 
 ROOT = paths.DATA / "paths"
 GUEST_DIR = Path(__file__).resolve().parent / "paths-guest"
@@ -119,13 +115,8 @@ COLLECT_COLUMNS = ("seq", "task", "task_pid", "timestamp", "pfn", "index", "rmap
                    "tasks", "iterations", "skip_mm", "matched", "procs")
 
 
-class PathsRunError(RuntimeError):
+class PathsRunError(guestrun.GuestRunError):
     """A boot that did not give a complete result; ``console`` is the guest's console."""
-
-    def __init__(self, reason: str, console: str = ""):
-        self.reason, self.console = reason, console
-        tail = "\n".join(console.splitlines()[-15:])
-        super().__init__(f"{reason}\n--- last console lines ---\n{tail}" if tail else reason)
 
 
 # --- the guest -----------------------------------------------------------------------------
@@ -138,55 +129,30 @@ def program_text(path: str) -> str:
 
 
 def guest_key() -> str:
-    h = hashlib.sha256()
-    for name in ("paths.c", "Makefile"):
-        h.update(hashlib.sha256((GUEST_DIR / name).read_bytes()).digest())
-    return h.hexdigest()
+    """sha256 of the guest program's sources (paths.c, its Makefile, guest.h)."""
+    return guestrun.source_key(GUEST_DIR, "paths.c")
 
 
 def guest_binary() -> Path:
     """The cached static guest program (built on first use), named by its sources' sha256."""
-    target = paths.CACHE / "paths" / f"paths-{guest_key()[:16]}"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            os.replace(initramfs.build_static(GUEST_DIR, Path(tmp) / "paths"), target)
-    return target
+    return guestrun.cached_binary(GUEST_DIR, "paths.c", "paths")
 
 
 def guest_initramfs(path: str, dest: Path) -> Path:
     """The replayer's base archive, then one that replaces /replayer by the paths program
     and holds its /program.txt (the kernel unpacks the archives in order)."""
-    overlay = initramfs.cpio_archive([
-        ("replayer", stat.S_IFREG | 0o755, guest_binary().read_bytes()),
-        ("program.txt", stat.S_IFREG | 0o644, program_text(path).encode())])
-    dest.write_bytes(initramfs.base_initramfs().read_bytes() + overlay)
-    return dest
+    return guestrun.overlay_initramfs(guest_binary(), program_text(path), dest)
 
 
 def boot_guest(image: Path, path: str, workdir: Path, timeout: float,
                qemu: str | None = None) -> tuple[str, str, list[str], float, float | None]:
-    """One boot; (console, decoded ttyS1 stream, QEMU command, wall seconds, boot seconds)."""
+    """One boot; (console, decoded ttyS1 stream, QEMU command, wall seconds, boot seconds).
+    A panic, a missing exit status, a failed program or a truncated stream raise
+    :class:`PathsRunError`."""
     workdir.mkdir(parents=True, exist_ok=True)
     initrd = guest_initramfs(path, workdir / "initramfs.cpio.gz")
-    _, cmd, booted, wall = vm.boot(image, initrd, workdir, timeout, "tcg",
-                                   append_extra=APPEND.get(path, ""), qemu=qemu)
-    console = vm._read(workdir / "console.log")
-    if vm.PANIC_RE.search(console):
-        line = next(l for l in console.splitlines() if vm.PANIC_RE.search(l))
-        raise PathsRunError(f"kernel panic or oops: {line.strip()}", console)
-    m = re.search(re.escape(initramfs.EXIT_MARK) + r"(\d+)", console)
-    if not m:
-        raise PathsRunError("the guest ended without printing its exit status: "
-                            + vm._read(workdir / "qemu.out").strip()[-300:], console)
-    if m.group(1) != "0":
-        errors = re.findall(r"(?:rmapwalk-replayer: error|RMAPWALK-ERROR):? (.*)", console)
-        raise PathsRunError(f"the paths program failed (exit status {m.group(1)}): "
-                            + ("; ".join(errors) or "no message"), console)
-    stream = initramfs.decode_stream(vm._read(workdir / "ttyS1.log"))
-    if initramfs.END_MARK not in stream:
-        raise PathsRunError("the trace stream on ttyS1 has no end marker (truncated)", console)
-    return console, stream, cmd, wall, booted
+    return guestrun.boot(image, initrd, workdir, timeout, PathsRunError, "paths program",
+                         append_extra=APPEND.get(path, ""), qemu=qemu)
 
 
 # --- what came back ------------------------------------------------------------------------
@@ -314,29 +280,18 @@ def _say(msg: str) -> None:
 
 def kernel_image(base: str, variant: str) -> tuple[Path, dict]:
     """The cached kernel image and its provenance; never builds (``rmapwalk kernel build``)."""
-    from rmapwalk.measure import kernel  # noqa: PLC0415 (imports the build machinery)
-    img = kernel.kernel_image(variant, base=base, build=False)
-    prov = dict(img.provenance)
-    prov["image_sha256"] = dataset.sha256_file(img.bzimage)
-    return img.bzimage, prov
+    return guestrun.kernel_image(base, variant, build=False)
 
 
 def write_run(path: str, base: str, variant: str, provenance: dict, out_root: Path,
               console: str, stream: str, parsed, collect: list[dict], mappings: list[dict],
               res: dict, cmd: list[str], timing: dict, run: int | None = None) -> Path:
     """Write run folder ``run`` (default: the next number) atomically; its path."""
-    folder = dataset.kernel_folder(out_root, path, base, variant)
-    folder.mkdir(parents=True, exist_ok=True)
-    run = capture_mod._next_run(folder) if run is None else run
-    dest = folder / f"run-{run}"
-    if dest.exists():
-        raise outputs.UsageError(f"{dest} exists already")
     page = PATHS[path]["move_dst"] if path == "selftest" else 0
     walks = [{**{k: w[k] for k in contract.MEASURED_WALK_COLUMNS}, "region": "A", "page": page}
              for w in parsed.walks]
     text = program_text(path)
-    staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".run-{run}.tmp-"))
-    try:
+    with guestrun.new_run(out_root, path, base, variant, run) as (staging, dest):
         capture_mod._gzip_to(staging / "trace.txt.gz", stream)
         capture_mod._gzip_to(staging / "console.log.gz", console)
         contract.write_csv(staging / "walks.csv", walks, contract.MEASURED_WALK_COLUMNS)
@@ -351,8 +306,7 @@ def write_run(path: str, base: str, variant: str, provenance: dict, out_root: Pa
         dataset.write_manifest(staging, {
             "kind": "rmapwalk paths run",
             "kernel": provenance,
-            "qemu": {"version": vm.qemu_version(cmd[0]), "command": cmd, "accel": "tcg",
-                     "accel_reason": "TCG only: durations are TCG time"},
+            "qemu": guestrun.qemu_manifest(cmd),
             "scenario": {"name": path, "sha256": hashlib.sha256(text.encode()).hexdigest(),
                          "program": text, "defined_in": "src/rmapwalk/measure/paths.py PATHS"},
             "guest": {"paths_sha256": dataset.sha256_file(guest_binary()),
@@ -363,10 +317,6 @@ def write_run(path: str, base: str, variant: str, provenance: dict, out_root: Pa
             "timing": timing,
             "summary": summarize(path, mappings, res, parsed.events, collect),
         })
-        staging.rename(dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return dest
 
 
@@ -375,26 +325,22 @@ def capture_one(path: str, base: str, variant: str, image: Path, provenance: dic
                 qemu: str | None = None) -> Path | None:
     """One boot into run folder ``run`` (default: the next); None after a failure (its
     console kept under build/failed/, nothing written under ``out_root``)."""
-    paths.BUILD.mkdir(parents=True, exist_ok=True)
     where = f"{path}/{base}/{variant}"
-    with tempfile.TemporaryDirectory(dir=paths.BUILD, prefix="vm-paths-") as tmp:
-        workdir = Path(tmp)
-        try:
-            console, stream, cmd, wall, booted = boot_guest(image, path, workdir, timeout, qemu)
-            parsed = programs.parse_trace(stream, f"{where}/trace.txt")
-            collect = parse_collect(stream, f"{where}/trace.txt")
-            mappings, res = parse_console(console, path, f"{where}/console.log")
-        except (vm.VMRunError, PathsRunError, programs.ProgramRunError) as e:
-            kept = capture_mod._keep_failure(f"paths-{path}", f"{base}-{variant}", workdir,
-                                             str(e))
-            _say(f"{where}: FAILED: {getattr(e, 'reason', e)}; console kept in {kept}; "
-                 f"nothing written under {out_root}")
-            return None
-    guest = re.search(r"RMAPWALK-REPLAYED seconds=(\S+)", console)
+
+    def attempt(workdir: Path) -> tuple:
+        console, stream, cmd, wall, booted = boot_guest(image, path, workdir, timeout, qemu)
+        parsed = programs.parse_trace(stream, f"{where}/trace.txt")
+        collect = parse_collect(stream, f"{where}/trace.txt")
+        mappings, res = parse_console(console, path, f"{where}/console.log")
+        return console, stream, cmd, wall, booted, parsed, collect, mappings, res
+
+    got = guestrun.boot_or_keep("paths", where, f"paths-{path}", f"{base}-{variant}",
+                                out_root, _say, attempt)
+    if got is None:
+        return None
+    console, stream, cmd, wall, booted, parsed, collect, mappings, res = got
     dest = write_run(path, base, variant, provenance, out_root, console, stream, parsed,
-                     collect, mappings, res, cmd,
-                     {"host_boot_seconds": booted, "host_wall_seconds": round(wall, 3),
-                      "guest_program_uptime": guest.group(1) if guest else None}, run)
+                     collect, mappings, res, cmd, guestrun.timing(console, wall, booted), run)
     s = summarize(path, mappings, res, parsed.events, collect)
     _say(f"{where} {dest.name}: {wall:.0f} s; {s['found']}/{s['mappings']} mappings reached, "
          f"{s['ksm_walks']} KSM walks ({s['ksm_iterations']} iterations), "
@@ -407,19 +353,8 @@ def capture(names: list[str], base: str, variants: tuple[str, ...], runs: int, o
             timeout: float, qemu: str | None = None, only_missing: bool = True) -> int:
     """``runs`` boots of each path on each variant (``only_missing``: just the run numbers
     1..runs not yet in ``out_root``, so an interrupted capture resumes); the failures."""
-    failures = 0
-    for variant in variants:
-        image, provenance = kernel_image(base, variant)
-        for name in names:
-            for k in range(1, runs + 1):
-                if only_missing and dataset.run_folder(out_root, name, base, variant,
-                                                       k).exists():
-                    continue
-                _say(f"{name} on {base}/{variant}: run {k}/{runs} (timeout {timeout:.0f} s)")
-                if capture_one(name, base, variant, image, provenance, out_root, timeout,
-                               k if only_missing else None, qemu) is None:
-                    failures += 1
-    return failures
+    return guestrun.capture(names, base, variants, runs, out_root, timeout, qemu,
+                            only_missing, _say, kernel_image, capture_one)
 
 
 # --- command line --------------------------------------------------------------------------
@@ -449,55 +384,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.paths_command == "show":
-            sys.stdout.write(program_text(args.path))
-            return 0
-        if args.paths_command == "verify":
-            root = args.dir if args.dir is not None else ROOT
-            problems = dataset.verify(root, scenarios=None)
-            for p in problems:
-                print(p)
-            _say(f"{root}: {len(problems)} problem(s)")
-            return 1 if problems else 0
-        if args.runs < 1:
-            raise outputs.UsageError(f"--runs {args.runs}: expected an integer >= 1")
-        if not args.timeout > 0:
-            raise outputs.UsageError(f"--timeout {args.timeout}: expected seconds > 0")
-        for name in args.path:
-            program_text(name)              # UsageError: not a path
-        kl = kernel_list.load()
-        variants = VARIANTS if args.kernel == "all" else \
-            tuple(v for v in args.kernel.split(",") if v)
-        for v in variants:
-            if not kl.variant(v).fragments:
-                raise outputs.UsageError(f"--kernel {v}: not a path variant (kernels.yaml "
-                                         f"'fragment:'); path variants: {', '.join(VARIANTS)}")
-            kl.patches(args.base, v, build=True)
-        out_root = outputs.check_output_dir(args.out if args.out is not None else ROOT, "--out")
-        t0 = time.monotonic()
-        failures = capture(list(args.path), args.base, variants, args.runs, out_root,
-                           args.timeout)
-        _say(f"done in {time.monotonic() - t0:.0f} s, {failures} failed boot(s)")
-        return 1 if failures else 0
-    except (outputs.UsageError, kernel_list.KernelListError, dataset.DataIntegrityError) as e:
-        print(f"paths: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:           # KernelBuildError: a kernel not in the cache
-        print(f"paths: {e}", file=sys.stderr)
-        return 2
+    return guestrun.run_command("paths", _run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.paths_command == "show":
+        sys.stdout.write(program_text(args.path))
+        return 0
+    if args.paths_command == "verify":
+        return guestrun.verify(args.dir if args.dir is not None else ROOT, None, _say)
+    guestrun.check_capture_args(args)
+    for name in args.path:
+        program_text(name)              # UsageError: not a path
+    kl = kernel_list.load()
+    variants = VARIANTS if args.kernel == "all" else \
+        tuple(v for v in args.kernel.split(",") if v)
+    for v in variants:
+        if not kl.variant(v).fragments:
+            raise outputs.UsageError(f"--kernel {v}: not a path variant (kernels.yaml "
+                                     f"'fragment:'); path variants: {', '.join(VARIANTS)}")
+        kl.patches(args.base, v, build=True)
+    out_root = outputs.check_output_dir(args.out if args.out is not None else ROOT, "--out")
+    t0 = time.monotonic()
+    failures = capture(list(args.path), args.base, variants, args.runs, out_root,
+                       args.timeout)
+    _say(f"done in {time.monotonic() - t0:.0f} s, {failures} failed boot(s)")
+    return 1 if failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rmapwalk.measure.paths",
-                                     description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt as e:      # SIGINT, or SIGTERM during a VM run (vm.Interrupted)
-        print(f"paths: {e or 'interrupted'}", file=sys.stderr)
-        return 128 + getattr(e, "signum", 2)
+    return guestrun.main("paths", __doc__, add_arguments, argv)
 
 
 if __name__ == "__main__":

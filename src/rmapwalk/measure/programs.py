@@ -66,18 +66,14 @@ import io
 import os
 import re
 import shlex
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from rmapwalk import contract, dataset, kernels as kernel_list, outputs, paths
-from rmapwalk.measure import initramfs, vm
+from rmapwalk.measure import guestrun, initramfs, vm
 from rmapwalk.measure.trace import LINE_RE, WALK_RE
 
 WORKLOADS = paths.DATA / "workloads"
@@ -92,7 +88,7 @@ FILE_MARK = "@@RMAPWALK-FILE@@"
 FILE_END = "@@RMAPWALK-FILE-END@@"
 MARK_PREFIX = "rmapwalk-programs "
 TRIGGER_OPS = ("migrate", "idle")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+NAME_RE = guestrun.NAME_RE
 WORKLOAD_KEYS = {"name", "description", "debian_packages", "program", "command", "env",
                  "setup", "load", "warmup_seconds", "merge", "trigger", "guest", "notes"}
 EVENT_COLUMNS = ("seq", "task", "task_pid", "cpu", "timestamp", "step", "op", "target_pid",
@@ -107,13 +103,10 @@ class WorkloadError(ValueError):
     """A workload file that cannot be used; the message names the file and the key."""
 
 
-class ProgramRunError(RuntimeError):
+class ProgramRunError(guestrun.GuestRunError):
     """A run that did not give a complete trace; ``console`` is the guest's console."""
 
-    def __init__(self, reason: str, console: str = ""):
-        self.reason, self.console = reason, console
-        tail = "\n".join(console.splitlines()[-20:])
-        super().__init__(f"{reason}\n--- last console lines ---\n{tail}" if tail else reason)
+    TAIL_LINES = 20
 
 
 # --- workload files ------------------------------------------------------------------------
@@ -154,32 +147,18 @@ class Workload:
 
 
 def workload_path(name_or_path: str) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return p
-    return WORKLOADS / f"{name_or_path}.yaml"
+    return guestrun.named_file(name_or_path, WORKLOADS)
 
 
 def load_workload(name_or_path: str) -> Workload:
     """Read and check a workload file; :class:`WorkloadError` names the file and key."""
     path = workload_path(name_or_path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise WorkloadError(f"{path}: cannot read the workload: {e.strerror}") from None
-    try:
-        doc = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        raise WorkloadError(f"{path}: not a valid UTF-8 YAML file: {e}") from None
-    if not isinstance(doc, dict):
-        raise WorkloadError(f"{path}: expected a mapping of {sorted(WORKLOAD_KEYS)}")
+    raw, doc = guestrun.read_mapping(path, WorkloadError, "workload", WORKLOAD_KEYS)
     unknown = sorted(set(doc) - WORKLOAD_KEYS)
     if unknown:
         raise WorkloadError(f"{path}: unknown key(s) {unknown}; expected {sorted(WORKLOAD_KEYS)}")
     name = doc.get("name")
-    if name != path.stem or not NAME_RE.match(str(name)):
-        raise WorkloadError(f"{path}: name {name!r} must equal the file's stem {path.stem!r} "
-                            "(lower case, digits, '-')")
+    guestrun.check_name(path, name, WorkloadError)
     cmd = doc.get("command")
     if not (isinstance(cmd, list) and cmd and all(isinstance(x, (str, int)) for x in cmd)):
         raise WorkloadError(f"{path}: command: expected a non-empty list of strings")
@@ -249,20 +228,13 @@ def build_launcher(dest: Path) -> Path:
 
 
 def launcher_key() -> str:
-    h = hashlib.sha256()
-    for name in ("launcher.c", "Makefile"):
-        h.update(hashlib.sha256((LAUNCHER_DIR / name).read_bytes()).digest())
-    return h.hexdigest()
+    """sha256 of the launcher's sources (launcher.c, its Makefile, guest.h)."""
+    return guestrun.source_key(LAUNCHER_DIR, "launcher.c")
 
 
 def launcher_binary() -> Path:
     """The cached launcher binary (built on first use), named by its sources' sha256."""
-    target = paths.CACHE / "launcher" / f"launcher-{launcher_key()[:16]}"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            os.replace(build_launcher(Path(tmp) / "launcher"), target)
-    return target
+    return guestrun.cached_binary(LAUNCHER_DIR, "launcher.c", "launcher")
 
 
 def _q(x) -> str:
@@ -709,11 +681,7 @@ def _say(msg: str) -> None:
 
 
 def _kernel(base: str, variant: str) -> tuple[Path, dict]:
-    from rmapwalk.measure import kernel  # noqa: PLC0415 (imports the build machinery)
-    img = kernel.kernel_image(variant, base=base, build=True)
-    prov = dict(img.provenance)
-    prov["image_sha256"] = dataset.sha256_file(img.bzimage)
-    return img.bzimage, prov
+    return guestrun.kernel_image(base, variant, build=True)
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
@@ -723,37 +691,25 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def _next_run(folder: Path) -> int:
-    taken = [int(p.name[4:]) for p in folder.glob("run-*") if p.name[4:].isdigit()]
-    return max(taken, default=0) + 1
-
-
 def capture_one(wl: Workload, base: str, variant: str, image: Path, provenance: dict,
                 versions: dict[str, str], out_root: Path, timeout: float,
                 qemu: str | None = None) -> Path | None:
     """One boot; the run folder written (atomically), or None after a failure (its console
     kept under build/failed/)."""
-    paths.BUILD.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=paths.BUILD, prefix="vm-programs-") as tmp:
-        workdir = Path(tmp)
+    def attempt(workdir: Path) -> tuple:
         initrd = guest_initramfs(wl, workdir / "initramfs.cpio.gz")
         cmd = qemu_command(image, initrd, workdir / "console.log", workdir / "ttyS1.log", wl,
                            qemu)
-        try:
-            console, raw, wall = boot(cmd, workdir, timeout)
-            files, trace_text = split_stream(raw)
-            parsed = parse_trace(trace_text, f"{wl.name}/{variant}/trace.txt")
-        except ProgramRunError as e:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            (paths.BUILD / "failed").mkdir(parents=True, exist_ok=True)
-            kept = Path(tempfile.mkdtemp(prefix=f"{wl.name}-{base}-{variant}-{stamp}-",
-                                         dir=paths.BUILD / "failed"))
-            for name in ("console.log", "ttyS1.log", "qemu.out"):
-                if (workdir / name).exists():
-                    shutil.copy2(workdir / name, kept / name)
-            (kept / "reason.txt").write_text(str(e) + "\n")
-            _say(f"{wl.name} on {base}/{variant}: FAILED: {e.reason} (console kept in {kept})")
-            return None
+        console, raw, wall = boot(cmd, workdir, timeout)
+        files, trace_text = split_stream(raw)
+        parsed = parse_trace(trace_text, f"{wl.name}/{variant}/trace.txt")
+        return cmd, console, wall, files, trace_text, parsed
+
+    got = guestrun.boot_or_keep("programs", f"{wl.name} on {base}/{variant}", wl.name,
+                                f"{base}-{variant}", out_root, _say, attempt)
+    if got is None:
+        return None
+    cmd, console, wall, files, trace_text, parsed = got
     steps = {t["step"]: t for t in parsed.triggers}
     secs = {int(kv["step"]): float(kv["seconds"]) for kv in
             (_kv(l) for l in files.get("triggers.txt", b"").decode().splitlines()
@@ -767,11 +723,7 @@ def capture_one(wl: Workload, base: str, variant: str, image: Path, provenance: 
         pid, ppid, comm = (line.split(None, 2) + ["", "", ""])[:3]
         procs.append({"pid": pid, "ppid": ppid, "comm": comm})
     summary = summarize(parsed, files)
-    folder = dataset.kernel_folder(out_root, wl.name, base, variant)
-    folder.mkdir(parents=True, exist_ok=True)
-    run = _next_run(folder)
-    staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".run-{run}.tmp-"))
-    try:
+    with guestrun.new_run(out_root, wl.name, base, variant) as (staging, dest):
         (staging / "trace.txt.gz").write_bytes(gzip.compress(trace_text.encode(), 6, mtime=0))
         (staging / "console.log.gz").write_bytes(gzip.compress(console.encode(), 6, mtime=0))
         _write_csv(staging / "walks.csv", contract.MEASURED_WALK_COLUMNS,
@@ -792,8 +744,8 @@ def capture_one(wl: Workload, base: str, variant: str, image: Path, provenance: 
         dataset.write_manifest(staging, {
             "kind": "rmapwalk programs run",
             "kernel": provenance,
-            "qemu": {"version": vm.qemu_version(cmd[0]), "command": cmd, "accel": "tcg",
-                     "accel_reason": "TCG only (KVM does not work on the build machine)"},
+            "qemu": guestrun.qemu_manifest(
+                cmd, "TCG only (KVM does not work on the build machine)"),
             "scenario": {"name": wl.name, "sha256": wl.sha256,
                          "path": os.path.relpath(wl.path, paths.ROOT)
                          if wl.path.is_absolute() else str(wl.path)},
@@ -808,11 +760,6 @@ def capture_one(wl: Workload, base: str, variant: str, image: Path, provenance: 
                        "timeline": files.get("timeline.txt", b"").decode()},
             "summary": summary,
         })
-        staging.rename(folder / f"run-{run}")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    dest = folder / f"run-{run}"
     ratio = summary["ksm_skip_ratio"]
     _say(f"{wl.name} on {base}/{variant} {dest.name}: {wall:.0f} s, {summary['ksm_walks']} KSM "
          f"walks, max iterations {summary['ksm_iterations_max']}, skip ratio "
