@@ -102,7 +102,7 @@ static long move_pages1(void *addr, const int *node, int *status)
 
 static void load(const char *path, struct params *p)
 {
-	struct { const char *key; long *v; long min, max; } keys[] = {
+	const struct param keys[] = {
 		{ "pages", &p->pages, 2, 1 << 20 }, { "byte", &p->byte, 0, 255 },
 		{ "page", &p->page, 0, (1 << 20) - 1 }, { "rounds", &p->rounds, 1, 100 },
 		{ "sleep_millisecs", &p->sleep_millisecs, 0, 100000 },
@@ -112,38 +112,8 @@ static void load(const char *path, struct params *p)
 		{ "split_before_merge", &p->split_before_merge, 0, 1 },
 		{ "stop_before_trigger", &p->stop_before_trigger, 0, 1 },
 	};
-	char line[256];
-	size_t i, seen = 0;
-	FILE *f = fopen(path, "r");
 
-	if (!f)
-		die("open %s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		char *eq = strchr(line, '='), *end;
-		long v;
-		if (line[0] == '#' || line[0] == '\n')
-			continue;
-		if (!eq)
-			die("%s: expected key=value, got '%s'", path, line);
-		*eq = 0;
-		errno = 0;
-		v = strtol(eq + 1, &end, 0);
-		if (errno || (*end && *end != '\n'))
-			die("%s: %s: not an integer", path, line);
-		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-			if (!strcmp(line, keys[i].key))
-				break;
-		if (i == sizeof(keys) / sizeof(keys[0]))
-			die("%s: unknown key '%s'", path, line);
-		if (v < keys[i].min || v > keys[i].max)
-			die("%s: %s=%ld out of [%ld, %ld]", path, line, v, keys[i].min, keys[i].max);
-		*keys[i].v = v;
-		seen |= 1UL << i;
-	}
-	fclose(f);
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (!(seen & (1UL << i)))
-			die("%s: missing key '%s'", path, keys[i].key);
+	load_params(path, keys, sizeof(keys) / sizeof(keys[0]), NULL, NULL);
 	if (p->page >= p->pages)
 		die("%s: page=%ld is not in the region of %ld pages", path, p->page, p->pages);
 }

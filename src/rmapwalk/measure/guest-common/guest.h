@@ -2,7 +2,8 @@
  * What the static guest programs share (the launcher, conditions and paths; built by
  * rmapwalk.measure.initramfs.build_static with -I../guest-common, and part of the sha256 that
  * names each cached binary, rmapwalk.measure.guestrun.source_key): the fatal error, the
- * monotonic clock, trace markers, and reading sysfs and /proc/vmstat numbers.
+ * monotonic clock, trace markers, reading sysfs and /proc/vmstat numbers, and the parameter
+ * file PARAMS.txt the drivers write (load_params).
  *
  * A program defines, after including this file, how its errors look:
  *
@@ -119,6 +120,65 @@ static inline long vmstat(const char *name)
 		}
 	fclose(f);
 	return v;
+}
+
+/* one integer parameter of PARAMS.txt and its allowed range */
+struct param {
+	const char *key;
+	long *v;
+	long min, max;
+};
+
+/*
+ * Read PARAMS.txt (key=value lines written by the driver; '#' and empty lines skipped): every
+ * key of `keys` once as an integer (strtol, base 0) in [min, max]; `text_key`, unless NULL, as
+ * text handed to on_text(path, value) without its newline.  An unknown key, a value out of
+ * range, a line that is not key=value or a missing key is fatal (die).
+ */
+static inline void load_params(const char *path, const struct param *keys, size_t nkeys,
+			       const char *text_key, void (*on_text)(const char *, const char *))
+{
+	char line[256];
+	size_t i, seen = 0;
+	int have_text = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		die("open %s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		char *eq = strchr(line, '='), *end;
+		long v;
+		if (line[0] == '#' || line[0] == '\n')
+			continue;
+		if (!eq)
+			die("%s: expected key=value, got '%s'", path, line);
+		*eq = 0;
+		eq[strcspn(eq + 1, "\n") + 1] = 0;
+		if (text_key && !strcmp(line, text_key)) {
+			on_text(path, eq + 1);
+			have_text = 1;
+			continue;
+		}
+		errno = 0;
+		v = strtol(eq + 1, &end, 0);
+		if (errno || *end)
+			die("%s: %s: not an integer", path, line);
+		for (i = 0; i < nkeys; i++)
+			if (!strcmp(line, keys[i].key))
+				break;
+		if (i == nkeys)
+			die("%s: unknown key '%s'", path, line);
+		if (v < keys[i].min || v > keys[i].max)
+			die("%s: %s=%ld out of [%ld, %ld]", path, line, v, keys[i].min, keys[i].max);
+		*keys[i].v = v;
+		seen |= 1UL << i;
+	}
+	fclose(f);
+	if (text_key && !have_text)
+		die("%s: missing key '%s'", path, text_key);
+	for (i = 0; i < nkeys; i++)
+		if (!(seen & (1UL << i)))
+			die("%s: missing key '%s'", path, keys[i].key);
 }
 
 #endif

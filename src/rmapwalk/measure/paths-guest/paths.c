@@ -192,9 +192,20 @@ static long tree_size(void)
 	return n;
 }
 
+static void set_path(const char *path, const char *value)
+{
+	long i;
+
+	for (i = 0; i < 3 && strcmp(value, PATH_NAMES[i]); i++)
+		;
+	if (i == 3)
+		die("%s: path=%s: expected reclaim, hwpoison or selftest", path, value);
+	P.path = i;
+}
+
 static void load(const char *path)
 {
-	struct { const char *key; long *v; long min, max; } keys[] = {
+	const struct param keys[] = {
 		{ "pages", &P.pages, 2, MAX_PAGES }, { "byte", &P.byte, 1, 255 },
 		{ "depth", &P.depth, 0, 5 }, { "fanout", &P.fanout, 1, 3 },
 		{ "mover", &P.mover, 1, MAX_PROCS - 1 },
@@ -207,51 +218,8 @@ static void load(const char *path)
 		{ "early_kill", &P.early_kill, 0, 1 }, { "buffer_kb", &P.buffer_kb, 0, 1 << 20 },
 		{ "ksm_walks_only", &P.ksm_walks_only, 0, 1 }, { "split", &P.split, 0, 1 },
 	};
-	char line[256];
-	size_t i, seen = 0, nkeys = sizeof(keys) / sizeof(keys[0]);
-	int have_path = 0;
-	FILE *f = fopen(path, "r");
 
-	if (!f)
-		die("open %s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		char *eq = strchr(line, '='), *end;
-		long v;
-		if (line[0] == '#' || line[0] == '\n')
-			continue;
-		if (!eq)
-			die("%s: expected key=value, got '%s'", path, line);
-		*eq = 0;
-		eq[strcspn(eq + 1, "\n") + 1] = 0;
-		if (!strcmp(line, "path")) {
-			for (i = 0; i < 3 && strcmp(eq + 1, PATH_NAMES[i]); i++)
-				;
-			if (i == 3)
-				die("%s: path=%s: expected reclaim, hwpoison or selftest", path, eq + 1);
-			P.path = (long)i;
-			have_path = 1;
-			continue;
-		}
-		errno = 0;
-		v = strtol(eq + 1, &end, 0);
-		if (errno || *end)
-			die("%s: %s: not an integer", path, line);
-		for (i = 0; i < nkeys; i++)
-			if (!strcmp(line, keys[i].key))
-				break;
-		if (i == nkeys)
-			die("%s: unknown key '%s'", path, line);
-		if (v < keys[i].min || v > keys[i].max)
-			die("%s: %s=%ld out of [%ld, %ld]", path, line, v, keys[i].min, keys[i].max);
-		*keys[i].v = v;
-		seen |= 1UL << i;
-	}
-	fclose(f);
-	if (!have_path)
-		die("%s: missing key 'path'", path);
-	for (i = 0; i < nkeys; i++)
-		if (!(seen & (1UL << i)))
-			die("%s: missing key '%s'", path, keys[i].key);
+	load_params(path, keys, sizeof(keys) / sizeof(keys[0]), "path", set_path);
 	if (tree_size() > MAX_PROCS || P.mover >= tree_size())
 		die("%s: a tree of %ld processes, mover=%ld", path, tree_size(), P.mover);
 	if (P.split && !P.merge_before_fork)
