@@ -9,7 +9,7 @@ the same way.  This module owns, once for all of them:
 
 - the static guest program, built by :func:`rmapwalk.measure.initramfs.build_static` and cached
   under ``paths.CACHE`` by the sha256 of its sources (:func:`source_key`: the program, its
-  Makefile and the common header ``guest-common/guest.h``);
+  Makefile and the common ``guest-common/guest.h`` and ``guest.mk``);
 - the overlay archive and one boot, checked: a panic, a missing or non-zero exit status or a
   truncated trace stream raise the driver's :class:`GuestRunError`;
 - a failed boot's console kept under ``build/failed/`` (nothing written under the output);
@@ -36,7 +36,8 @@ import yaml
 from rmapwalk import dataset, kernels as kernel_list, outputs, paths
 from rmapwalk.measure import capture as capture_mod, initramfs, vm
 
-COMMON_HEADER = Path(__file__).resolve().parent / "guest-common" / "guest.h"
+COMMON_DIR = Path(__file__).resolve().parent / "guest-common"
+COMMON_FILES = ("guest.h", "guest.mk")    # in every guest program's build
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 TCG_ONLY = "TCG only: durations are TCG time"
 REPLAYED_RE = re.compile(r"RMAPWALK-REPLAYED seconds=(\S+)")
@@ -90,9 +91,11 @@ def check_name(path: Path, name, error: type[Exception]) -> None:
 
 # --- the guest program ---------------------------------------------------------------------
 def source_key(source_dir: Path, source: str) -> str:
-    """sha256 over what builds the program: ``source``, the Makefile and the common header."""
+    """sha256 over what builds the program: ``source``, its Makefile and the common
+    ``guest.h`` and ``guest.mk``."""
     h = hashlib.sha256()
-    for path in (source_dir / source, source_dir / "Makefile", COMMON_HEADER):
+    for path in (source_dir / source, source_dir / "Makefile",
+                 *(COMMON_DIR / name for name in COMMON_FILES)):
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
@@ -117,6 +120,19 @@ def overlay_initramfs(binary: Path, program: str, dest: Path) -> Path:
     return dest
 
 
+def exit_status(console: str, workdir: Path, error: type[GuestRunError]) -> str:
+    """The guest's exit status as /init printed it; a panic or oops on the console, or no
+    status (QEMU's own output quoted), raise ``error``."""
+    if vm.PANIC_RE.search(console):
+        line = next(l for l in console.splitlines() if vm.PANIC_RE.search(l))
+        raise error(f"kernel panic or oops: {line.strip()}", console)
+    m = re.search(re.escape(initramfs.EXIT_MARK) + r"(\d+)", console)
+    if not m:
+        raise error("the guest ended without printing its exit status: "
+                    + vm._read(workdir / "qemu.out").strip()[-300:], console)
+    return m.group(1)
+
+
 def boot(image: Path, initrd: Path, workdir: Path, timeout: float, error: type[GuestRunError],
          program: str, append_extra: str = "",
          qemu: str | None = None) -> tuple[str, str, list[str], float, float | None]:
@@ -126,16 +142,10 @@ def boot(image: Path, initrd: Path, workdir: Path, timeout: float, error: type[G
     _, cmd, booted, wall = vm.boot(image, initrd, workdir, timeout, "tcg",
                                    append_extra=append_extra, qemu=qemu)
     console = vm._read(workdir / "console.log")
-    if vm.PANIC_RE.search(console):
-        line = next(l for l in console.splitlines() if vm.PANIC_RE.search(l))
-        raise error(f"kernel panic or oops: {line.strip()}", console)
-    m = re.search(re.escape(initramfs.EXIT_MARK) + r"(\d+)", console)
-    if not m:
-        raise error("the guest ended without printing its exit status: "
-                    + vm._read(workdir / "qemu.out").strip()[-300:], console)
-    if m.group(1) != "0":
+    status = exit_status(console, workdir, error)
+    if status != "0":
         errors = GUEST_ERROR_RE.findall(console)
-        raise error(f"the {program} failed (exit status {m.group(1)}): "
+        raise error(f"the {program} failed (exit status {status}): "
                     + ("; ".join(errors) or "no message"), console)
     stream = initramfs.decode_stream(vm._read(workdir / "ttyS1.log"))
     if initramfs.END_MARK not in stream:

@@ -460,14 +460,7 @@ def boot(cmd: list[str], workdir: Path, timeout: float) -> tuple[str, str, float
         finally:
             vm.end_group(proc)
     console_text = vm._read(console)
-    if vm.PANIC_RE.search(console_text):
-        line = next(l for l in console_text.splitlines() if vm.PANIC_RE.search(l))
-        raise ProgramRunError(f"kernel panic or oops: {line.strip()}", console_text)
-    m = re.search(re.escape(initramfs.EXIT_MARK) + r"(\d+)", console_text)
-    if not m:
-        raise ProgramRunError("the guest ended without printing its exit status: "
-                              + vm._read(workdir / "qemu.out").strip()[-300:], console_text)
-    if m.group(1) != "0":
+    if guestrun.exit_status(console_text, workdir, ProgramRunError) != "0":
         err = re.findall(r"RMAPWALK-ERROR (.*)", console_text)
         raise ProgramRunError("the guest failed: " + ("; ".join(err) or "no message"),
                               console_text)
