@@ -1,6 +1,6 @@
 /*
  * What the static guest programs share (the launcher, conditions and paths; built by
- * rmapwalk.measure.initramfs.build_static with -I../guest-common, and part of the sha256 that
+ * rmapwalk.measure.initramfs.build_static through guest.mk, and part of the sha256 that
  * names each cached binary, rmapwalk.measure.guestrun.source_key): the fatal error, the
  * monotonic clock, trace markers, reading sysfs and /proc/vmstat numbers, and the parameter
  * file PARAMS.txt the drivers write (load_params).
