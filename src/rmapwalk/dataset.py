@@ -33,9 +33,8 @@ import re
 import subprocess
 from pathlib import Path
 
-import yaml
 
-from . import kernels as kernel_list, paths
+from . import kernels as kernel_list, paths, yamlfile
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -263,12 +262,7 @@ def _identity(folder: Path, scenario: str, base: str, variant: str, scenarios: P
 
 def load_plan(path: Path = DATASET_FILE) -> dict[tuple[str, str, str], int]:
     """``data/dataset.yaml``: (scenario, base, variant) -> runs expected."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise DataIntegrityError([f"{path}: cannot read: {e.strerror}"]) from None
-    except yaml.YAMLError as e:
-        raise DataIntegrityError([f"{path}: not valid YAML: {e}"]) from None
+    doc = yamlfile.load(path, lambda message: DataIntegrityError([message]))
     plan: dict[tuple[str, str, str], int] = {}
     entries = doc.get("captures") if isinstance(doc, dict) else None
     if not isinstance(entries, list):

@@ -27,9 +27,8 @@ import functools
 import re
 from pathlib import Path
 
-import yaml
 
-from . import paths
+from . import paths, yamlfile
 
 KERNELS_FILE = paths.KERNEL_CONFIG / "kernels.yaml"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -131,12 +130,7 @@ def _fail(path: Path, msg: str) -> KernelListError:
 
 
 def parse(path: Path) -> KernelList:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise _fail(path, f"cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise _fail(path, f"not valid YAML: {e}") from None
+    doc = yamlfile.load(path, KernelListError)
     if not isinstance(doc, dict) or not {"variants", "bases", "default_base"} <= set(doc):
         raise _fail(path, "expected a mapping with default_base, variants and bases")
     variants = {}

@@ -55,9 +55,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from .. import kernels, paths
+from .. import kernels, paths, yamlfile
 from ..contract import OUTCOMES, PAGE_TYPES
 from ..model.ksm import STRATEGIES
 from . import traces as T
@@ -172,12 +171,7 @@ def parse_thread(path: Path) -> Thread:
     """Read and validate a thread file; every problem raises :class:`ThreadFileError` naming
     the file and the key."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ThreadFileError(f"{path}: cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ThreadFileError(f"{path}: not valid YAML: {e}") from None
+    doc = yamlfile.load(path, ThreadFileError)
     if not isinstance(doc, dict) or not isinstance(doc.get("sources"), dict) \
             or not isinstance(doc.get("figures"), dict):
         raise ThreadFileError(f"{path}: expected a mapping with 'sources' and 'figures' mappings")

@@ -38,9 +38,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import yaml
 
-from rmapwalk import dataset, kernels as kernel_list, outputs, paths
+from rmapwalk import dataset, kernels as kernel_list, outputs, paths, yamlfile
 from rmapwalk.fuzz import generate as gen, run as fuzz_run
 
 FUZZ_DATA = paths.DATA / "fuzz"
@@ -57,12 +56,7 @@ class PlanError(ValueError):
 def load_plan(path: str | Path = PLAN_FILE) -> dict:
     """The plan, checked: name, base, kernels, batch, seeds [{seed, count}], ci {seed, count}."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise PlanError(f"{path}: cannot read the campaign plan: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise PlanError(f"{path}: not YAML: {e}") from None
+    doc = yamlfile.load(path, PlanError)
     if not isinstance(doc, dict):
         raise PlanError(f"{path}: expected a mapping with name, base, kernels, batch, seeds, ci")
     for key in ("name", "base", "kernels", "batch", "seeds", "ci"):
