@@ -59,7 +59,7 @@ import pandas as pd
 from .. import kernels, paths, yamlfile
 from ..contract import OUTCOMES, PAGE_TYPES
 from ..model.ksm import STRATEGIES
-from . import traces as T
+from . import tables, traces as T
 
 THREAD_FILE = paths.DATA / "thread.yaml"
 
@@ -640,18 +640,10 @@ def verdict_table(claims: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["claim", "thread", "model", "kernel (VM)", "verdict"])
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def markdown_table(table: pd.DataFrame, bold: str | None = None) -> str:
     """A MyST (CommonMark pipe) table of ``table``'s strings; cells of column ``bold`` in
-    bold."""
-    head = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join((f"**{_cell(v)}**" if c == bold else _cell(v))
-                              for c, v in row.items()) + " |" for _, row in table.iterrows()]
-    return "\n".join([head, rule, *body]) + "\n"
+    bold (:func:`rmapwalk.analysis.tables.markdown`)."""
+    return tables.markdown(table, bold=bold) + "\n"
 
 
 def verdict_markdown(claims: list[Claim]) -> str:

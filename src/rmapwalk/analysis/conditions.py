@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from rmapwalk import dataset, paths
+from rmapwalk.analysis import tables
 
 CONDITIONS = paths.DATA / "conditions"
 RUNS = CONDITIONS / "runs"
@@ -267,19 +268,7 @@ NAMES = {"iter_unmap": "iterations / try_to_migrate walk",
 
 def markdown(df: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
     """A markdown table with the page's column names and number formats."""
-    formats = {**FORMATS, **(formats or {})}
-    lines = ["| " + " | ".join(NAMES.get(c, c) for c in df.columns) + " |",
-             "|" + "---|" * len(df.columns)]
-    for _, r in df.iterrows():
-        cells = []
-        for c in df.columns:
-            v = r[c]
-            if isinstance(v, float) and np.isnan(v):
-                cells.append("–")
-            else:
-                cells.append(format(v, formats[c]) if c in formats else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return tables.markdown(df, {**FORMATS, **(formats or {})}, NAMES)
 
 
 def show(df: pd.DataFrame):

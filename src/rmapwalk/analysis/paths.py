@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from rmapwalk import dataset, paths
+from rmapwalk.analysis import tables
 
 ROOT = paths.DATA / "paths"
 PATHS = ("reclaim", "hwpoison", "hwpoison-split", "selftest")
@@ -351,8 +352,5 @@ def figure(data: dict[str, pd.DataFrame]):
 
 
 def markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
-    return "\n".join(lines)
+    """A pipe table of ``df`` as it is (:func:`rmapwalk.analysis.tables.markdown`)."""
+    return tables.markdown(df)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from rmapwalk import dataset, paths
+from rmapwalk.analysis import tables
 
 PROGRAMS = paths.DATA / "programs"
 WORKLOADS = paths.DATA / "workloads"
@@ -288,21 +289,7 @@ def iterations_figure(data: dict[str, pd.DataFrame]):
 
 def markdown(df: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
     """A markdown table; ``formats`` maps a column to a format spec."""
-    formats = formats or {}
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        cells = []
-        for c in cols:
-            v = r[c]
-            if isinstance(v, float) and np.isnan(v):
-                cells.append("–")
-            elif c in formats:
-                cells.append(format(v, formats[c]))
-            else:
-                cells.append(str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return tables.markdown(df, formats)
 
 
 def manifest_json(folder: str | Path) -> str:
