@@ -76,3 +76,9 @@ def test_a_bad_bug_table_names_the_file_and_line(tmp_path, text, message):
     with pytest.raises(TR.RegressionTableError, match=message) as e:
         TR.bugs(p)
     assert str(p) in str(e.value)
+
+
+def test_campaign_parameter_names_the_published_ones(published):
+    assert TR.check_campaign("t-campaign", published) == "t-campaign"
+    with pytest.raises(ValueError, match=r"parameter 'campaign'.*one of: t-campaign\), got 'x'"):
+        TR.check_campaign("x", published)

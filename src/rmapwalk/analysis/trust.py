@@ -23,6 +23,18 @@ class RegressionTableError(ValueError):
     """The regressions README's table cannot be read; the message names the file and line."""
 
 
+def check_campaign(value, root: str | Path = fc.FUZZ_DATA) -> str:
+    """The notebook parameter ``campaign``: the name of a campaign published under ``root``;
+    otherwise a ValueError naming the parameter and the campaigns there are."""
+    root = Path(root)
+    if not isinstance(value, str) or not value or not (root / value).is_dir():
+        known = sorted(p.name for p in root.iterdir() if p.is_dir() and not
+                       p.name.startswith(".")) if root.is_dir() else []
+        raise ValueError(f"parameter 'campaign': expected a campaign published under {root} "
+                         f"(one of: {', '.join(known) or 'none'}), got {value!r}")
+    return value
+
+
 def load(name: str, root: str | Path = fc.FUZZ_DATA) -> dict:
     """The published campaign ``name`` (see :func:`rmapwalk.fuzz.campaign.load`)."""
     return fc.load(Path(root) / name)
