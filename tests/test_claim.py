@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from rmapwalk.analysis import claim as C
-from rmapwalk.contract import OUTCOMES
+from rmapwalk.contract import LOOP_COLUMNS, OUTCOMES
 
 OPTS = {"resamples": 200, "seed": 1}
 FAILED = next(k for k in OUTCOMES if k != C.MOVED)   # any result but moved
@@ -149,15 +149,28 @@ def test_benchmark_waste_bound(th):
     assert C.claim_benchmark(pd.DataFrame(), {}, th).verdict == C.NO_DATA
 
 
-def test_production_is_not_compared_on_the_thread_unit(th):
+def with_loops(walks, loops):
+    """Simulated walks with the per-loop maxima (contract.LOOP_COLUMNS) the model adds."""
+    return walks.assign(**dict(zip(LOOP_COLUMNS, loops)))
+
+
+def test_production_model_on_the_thread_unit_kernel_per_walk(th):
     walks = pd.concat([measured("production-v1", C.BASELINE, TIGHT),
                        measured("production-v1", C.PGOFF, (20, 0, 10, 10))])
-    model = {("production-v1", C.BASELINE): simulated(TIGHT),
-             ("production-v1", C.PGOFF): simulated((20, 0, 10, 10))}
+    model = {("production-v1", C.BASELINE): with_loops(simulated(TIGHT), (25_000, 24_997, 2)),
+             ("production-v1", C.PGOFF): with_loops(simulated((20, 0, 10, 10)), (3, 0, 2))}
     c = C.claim_production(walks, model, th, **OPTS)
     assert c.model.supports and c.kernel.supports
     assert c.verdict == C.DIFFERENCE
-    assert "not comparable on the same unit" in c.differences[0]
+    assert "kernel is not compared on the same unit" in c.differences[0]
+    assert c.model.short == "25,000 → 3 per loop" and c.kernel.short.endswith("per walk")
+    assert c.model.data["per_loop"]["after"] == {"iterations": 3, "skip_addr": 0, "skip_mm": 2}
+    assert "24,997 address skips" in c.model.text
+    # without the per-loop columns the model is per walk too, and the difference says so
+    bare = {k: simulated(v) for k, v in (((("production-v1", C.BASELINE)), TIGHT),
+                                         ((("production-v1", C.PGOFF)), (20, 0, 10, 10)))}
+    c = C.claim_production(walks, bare, th, **OPTS)
+    assert c.model.short.endswith("per walk") and "no per-loop counters" in c.differences[0]
     assert C.claim_production(walks.iloc[:0], {}, th).verdict == C.NO_DATA
 
 

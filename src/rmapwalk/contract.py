@@ -41,8 +41,12 @@ WALK_KINDS = tuple(REASONS.values())
 # index, and which scenario process made the step.
 MEASURED_COLUMNS = ("duration_ns", "pfn", "index", "proc")
 MEASURED_WALK_COLUMNS = (*COLUMNS, *MEASURED_COLUMNS)
-# The simulator adds which strategy counted the walk and how many mappings it missed.
-SIMULATED_COLUMNS = ("strategy", "missed")
+# The simulator adds which strategy counted the walk, how many mappings it missed, and the
+# counters of the walk's largest loop (one anon_vma_interval_tree_foreach loop: per rmap_item
+# and pass in rmap_walk_ksm), each maximised on its own: the unit of the v1 report's
+# livepatch counters, which the per-walk tracepoint cannot give.
+LOOP_COLUMNS = ("loop_iterations_max", "loop_skip_addr_max", "loop_skip_mm_max")
+SIMULATED_COLUMNS = ("strategy", "missed", *LOOP_COLUMNS)
 
 # --- outcomes: one row per page of a migrate or idle step --------------------------------
 OUTCOME_COLUMNS = ("step", "region", "page", "proc", "op", "result", "errno",

@@ -16,7 +16,7 @@ import dataclasses
 from typing import Callable
 
 from . import scenario as sc
-from .contract import COLUMNS, COUNTERS, PAGE_SIZE, SHARED_OUTCOME_COLUMNS
+from .contract import COLUMNS, COUNTERS, LOOP_COLUMNS, PAGE_SIZE, SHARED_OUTCOME_COLUMNS
 from .model.kernel import Kernel, ModelError
 from .model.ksm import STRATEGIES
 
@@ -39,7 +39,7 @@ class StepRefused(sc.ScenarioError):
 class SimulationResult:
     scenario: str
     strategy: str
-    walks: list[dict]       # COLUMNS + strategy, missed, touched
+    walks: list[dict]       # COLUMNS + SIMULATED_COLUMNS + touched
     outcomes: list[dict]    # contract.SHARED_OUTCOME_COLUMNS
     kernel: Kernel
 
@@ -190,7 +190,8 @@ def _walk_pages(r: _Replay, step: sc.Step) -> None:
                             "iterations": rec.iterations, "skip_addr": rec.skip_addr,
                             "skip_mm": rec.skip_mm, "rmap_one": rec.rmap_one,
                             "strategy": r.strategy, "missed": rec.missed,
-                            "touched": rec.touched})
+                            "touched": rec.touched,
+                            **{c: getattr(rec, c) for c in LOOP_COLUMNS}})
 
 
 # One handler per kind of scenario.STEP_KINDS (tests/test_step_contract.py checks both ways).

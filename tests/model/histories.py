@@ -5,7 +5,7 @@ import random
 
 from rmapwalk.model import kernel as K
 from rmapwalk.model.interval_tree import ULONG_MAX
-from rmapwalk.contract import PAGE_SIZE
+from rmapwalk.contract import LOOP_COLUMNS, PAGE_SIZE
 from rmapwalk.scenario import REGION_BASE, REGION_STRIDE
 
 OPS = ("mmap", "fill", "fill", "mprotect", "mergeable", "ksm", "fork", "mremap", "munmap",
@@ -15,41 +15,53 @@ OPS = ("mmap", "fill", "fill", "mprotect", "mergeable", "ksm", "fork", "mremap",
 def brute_force_walk(kern: K.Kernel, folio, reason: str) -> dict:
     """The counters of a walk computed without the interval tree's pruning: every chain of
     the anon_vma (or i_mmap) in order, filtered by the query, the checks done by hand; for
-    an unmap walk, the early exit once no mapping is left."""
-    c = {"iterations": 0, "skip_addr": 0, "skip_mm": 0, "rmap_one": 0}
+    an unmap walk, the early exit once no mapping is left.  Also the per-loop maxima
+    (contract.LOOP_COLUMNS): one loop per rmap_item and pass, or the one anon/file loop."""
+    c = dict.fromkeys(("iterations", "skip_addr", "skip_mm", "rmap_one", *LOOP_COLUMNS), 0)
     mapped = set(folio.maps)
     unmap = reason == "migrate_unmap"
+
+    def end_loop(loop):
+        for key, n in loop.items():
+            c[key] += n
+            c[f"loop_{key}_max"] = max(c[f"loop_{key}_max"], n)
+
     if folio.page_type == "ksm":
         for search_new_forks in (False, True):
             for item in list(folio.stable_node.hlist):
                 qs, ql = item.query(kern.strategy)
+                loop = dict.fromkeys(("iterations", "skip_addr", "skip_mm"), 0)
                 for node in item.anon_vma.rb_root.inorder():
                     if not (node.start <= ql and node.last >= qs):
                         continue
-                    c["iterations"] += 1
+                    loop["iterations"] += 1
                     vma = node.item.vma
                     if not vma.vm_start <= item.address < vma.vm_end:
-                        c["skip_addr"] += 1
+                        loop["skip_addr"] += 1
                         continue
                     if (item.mm is vma.vm_mm) == search_new_forks:
-                        c["skip_mm"] += 1
+                        loop["skip_mm"] += 1
                         continue
                     c["rmap_one"] += 1
                     if unmap:
                         mapped.discard((vma.vm_mm, item.address))
                         if not mapped:
+                            end_loop(loop)
                             return c
+                end_loop(loop)
         return c
     tree = folio.anon_vma.rb_root if folio.page_type == "anon" else folio.mapping.i_mmap
+    loop = dict.fromkeys(("iterations", "skip_addr", "skip_mm"), 0)
     for node in tree.inorder():
         if node.start <= folio.index <= node.last:
-            c["iterations"] += 1
+            loop["iterations"] += 1
             c["rmap_one"] += 1
             vma = node.item.vma if folio.page_type == "anon" else node.item
             if unmap:
                 mapped.discard((vma.vm_mm, vma.vm_start + ((folio.index - vma.vm_pgoff) << 12)))
                 if not mapped:
-                    return c
+                    break
+    end_loop(loop)
     return c
 
 

@@ -2,6 +2,7 @@
 import pytest
 
 from rmapwalk.model import kernel as K
+from rmapwalk.contract import COUNTERS, LOOP_COLUMNS
 from rmapwalk.model.ksm import STRATEGIES
 
 from .histories import random_history
@@ -37,10 +38,9 @@ def test_histories_exercise_the_interesting_paths():
 def test_fast_path_equals_reference(seed, strategy):
     fast, _ = random_history(seed, strategy, fast=True, checked=False, validate_each=False)
     ref, _ = random_history(seed, strategy, fast=False, checked=False, validate_each=False)
-    strip = [(r.page_type, r.reason, r.iterations, r.skip_addr, r.skip_mm, r.rmap_one, r.missed)
-             for r in fast.trace]
-    assert strip == [(r.page_type, r.reason, r.iterations, r.skip_addr, r.skip_mm, r.rmap_one, r.missed)
-                     for r in ref.trace]
+    fields = ("page_type", "reason", *COUNTERS, "missed", *LOOP_COLUMNS)
+    assert [tuple(getattr(r, f) for f in fields) for r in fast.trace] == \
+        [tuple(getattr(r, f) for f in fields) for r in ref.trace]
 
 
 def test_pgoff_never_misses_and_naive_does_after_mremap():

@@ -29,7 +29,7 @@ import pandas as pd
 
 from .. import paths
 from .. import scenario as sc
-from ..contract import COLUMNS, COUNTERS, SHARED_OUTCOME_COLUMNS, write_csv
+from ..contract import COLUMNS, COUNTERS, SHARED_OUTCOME_COLUMNS, SIMULATED_COLUMNS, write_csv
 from ..model.ksm import STRATEGIES
 from ..simulate import outcome_rows, replay
 from .params import check_choice
@@ -41,7 +41,7 @@ MIGRATE_RESULTS = ("moved", "stayed", "not-migrated", "error")
 # Rows of the mremap table: pages of regions made by mremap, and the others.
 PAGE_KINDS = ("mremapped", "in place")
 CACHE = paths.BUILD / "analysis"
-EXTRA = ("strategy", "missed", "touched")
+EXTRA = (*SIMULATED_COLUMNS, "touched")
 _SRC = Path(__file__).resolve().parents[1]
 
 

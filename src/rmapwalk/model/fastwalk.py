@@ -96,16 +96,23 @@ def rmap_walk_ksm_fast(folio, rwc, stats, strategy: str) -> None:
                     view.containing(item.address, qs, ql)))
     for search_new_forks in (False, True):
         for item, view, qs, ql, k, hits in pre:
+            skip_mm = 0
             for j, (pos, vma) in enumerate(hits):
                 if (item.mm is vma.vm_mm) == search_new_forks:
-                    stats.skip_mm += 1
+                    skip_mm += 1
                     continue
                 stats.rmap_one += 1
                 if not rwc.rmap_one(folio, vma, item.address) or (
                         rwc.done is not None and rwc.done(folio)):
                     r = view.rank(pos, qs, ql)
-                    stats.iterations += r
-                    stats.skip_addr += r - (j + 1)
+                    _loop(stats, r, r - (j + 1), skip_mm)
                     return
-            stats.iterations += k
-            stats.skip_addr += k - len(hits)
+            _loop(stats, k, k - len(hits), skip_mm)
+
+
+def _loop(stats, iterations: int, skip_addr: int, skip_mm: int) -> None:
+    """Add one loop's counters to the walk's (and to its per-loop maxima)."""
+    stats.iterations += iterations
+    stats.skip_addr += skip_addr
+    stats.skip_mm += skip_mm
+    stats.end_loop(iterations, skip_addr, skip_mm)

@@ -39,6 +39,9 @@ class WalkRecord:
     rmap_one: int
     missed: int
     touched: int
+    loop_iterations_max: int = 0     # RmapWalkStats: the largest loop of the walk
+    loop_skip_addr_max: int = 0
+    loop_skip_mm_max: int = 0
 
 
 class Kernel:
@@ -239,7 +242,8 @@ class Kernel:
             rmap_walk_file(folio, tracked, stats)
         rec = WalkRecord(page_type, rwc.reason, stats.iterations, stats.skip_addr,
                          stats.skip_mm, stats.rmap_one, len(targets) - len(reached),
-                         stats.touched)
+                         stats.touched, stats.loop_iterations_max,
+                         stats.loop_skip_addr_max, stats.loop_skip_mm_max)
         self.trace.append(rec)
         return rec
 

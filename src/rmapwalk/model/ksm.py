@@ -420,6 +420,8 @@ def rmap_walk_ksm(folio: Folio, rwc: RmapWalkControl, stats: RmapWalkStats, stra
             start, last = item.query(strategy)
             addr = item.address
             before = tree.touched
+            first = (stats.iterations, stats.skip_addr, stats.skip_mm)
+            stop = False
             for tnode in tree.foreach(start, last):
                 stats.iterations += 1
                 vma = tnode.item.vma
@@ -431,6 +433,10 @@ def rmap_walk_ksm(folio: Folio, rwc: RmapWalkControl, stats: RmapWalkStats, stra
                     continue
                 stats.rmap_one += 1
                 if not rwc.rmap_one(folio, vma, addr) or (rwc.done is not None and rwc.done(folio)):
-                    stats.touched += tree.touched - before
-                    return
+                    stop = True
+                    break
             stats.touched += tree.touched - before
+            stats.end_loop(stats.iterations - first[0], stats.skip_addr - first[1],
+                           stats.skip_mm - first[2])
+            if stop:
+                return

@@ -227,13 +227,28 @@ class AddressSpace:
 
 @dataclasses.dataclass
 class RmapWalkStats:
-    """The counters of one walk (docs/scenarios.md), plus ``touched``: tree nodes dereferenced."""
+    """The counters of one walk (docs/scenarios.md), plus ``touched``: tree nodes dereferenced,
+    and the maxima over the walk's loops (``loop_*_max``).
+
+    A *loop* is one ``anon_vma_interval_tree_foreach`` (or ``vma_interval_tree_foreach``)
+    loop: ``rmap_walk_ksm`` makes one per rmap_item and pass, ``rmap_walk_anon`` and
+    ``rmap_walk_file`` one per walk.  The v1 report counted per loop (its livepatch kept each
+    counter's maximum); the tracepoint counts per walk, so only the model gives both."""
 
     iterations: int = 0
     skip_addr: int = 0
     skip_mm: int = 0
     rmap_one: int = 0
     touched: int = 0
+    loop_iterations_max: int = 0
+    loop_skip_addr_max: int = 0
+    loop_skip_mm_max: int = 0
+
+    def end_loop(self, iterations: int, skip_addr: int, skip_mm: int) -> None:
+        """One loop ended (run out, or the walk stopped inside it) with these counters."""
+        self.loop_iterations_max = max(self.loop_iterations_max, iterations)
+        self.loop_skip_addr_max = max(self.loop_skip_addr_max, skip_addr)
+        self.loop_skip_mm_max = max(self.loop_skip_mm_max, skip_mm)
 
 
 @dataclasses.dataclass
@@ -257,7 +272,7 @@ def _rmap_walk_pgoff(tree, folio: Folio, vma_of, rwc: RmapWalkControl, stats: Rm
     """The loop rmap_walk_anon and rmap_walk_file share: the tree queried at the folio's
     index, rmap_one on every VMA found, stop when rmap_one or done() says so."""
     pgoff = folio.index
-    before = tree.touched
+    before, first = tree.touched, stats.iterations
     for node in tree.foreach(pgoff, pgoff):
         stats.iterations += 1
         vma = vma_of(node)
@@ -267,6 +282,7 @@ def _rmap_walk_pgoff(tree, folio: Folio, vma_of, rwc: RmapWalkControl, stats: Rm
         if rwc.done is not None and rwc.done(folio):
             break
     stats.touched += tree.touched - before
+    stats.end_loop(stats.iterations - first, 0, 0)
 
 
 def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl, stats: RmapWalkStats) -> None:
