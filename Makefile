@@ -110,8 +110,10 @@ $(GENERATED):
 
 notebooks: $(EXECUTED)
 
-# The PDF: the book as one HTML page (singlehtml), printed by headless Chromium (page numbers
-# in its footer), into the HTML site, where the front page links it.  `make book` prints it
+# The PDF: the book as one HTML page (singlehtml), printed by headless Chromium without its
+# header and footer (they would show the local file path); page numbers and the running title
+# come from the book's print style (book/_static/custom.css, @page), into the HTML site, where
+# the front page links it.  `make book` prints it
 # too when chromium is there (`make browser` installs it as root).
 PDF := book/_build/html/rmapwalk.pdf
 define print-pdf
@@ -119,7 +121,7 @@ define print-pdf
 	mkdir -p $(dir $(PDF))
 	timeout 300 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
 	  --no-first-run --disable-background-networking --run-all-compositor-stages-before-draw \
-	  --virtual-time-budget=20000 --print-to-pdf=$(PDF).part \
+	  --virtual-time-budget=20000 --no-pdf-header-footer --print-to-pdf=$(PDF).part \
 	  file://$(CURDIR)/book/_build/singlehtml/index.html 2>/dev/null
 	mv $(PDF).part $(PDF)
 	@echo "pdf: $(PDF)"

@@ -269,3 +269,18 @@ def test_pdf_has_every_figure(server, browser):
     assert html > 0
     assert pdf_images(data) == html, (f"{PDF}: {pdf_images(data)} raster figures, the HTML "
                                       f"chapters {html}")
+
+
+@pytest.mark.slow
+def test_pdf_pages_are_numbered_without_local_paths():
+    """Every page carries "k / n" (the book's @page style) and no browser footer with the
+    local file path (make pdf prints without Chromium's header and footer)."""
+    from pypdf import PdfReader
+    if not PDF.exists():
+        pytest.fail(f"{PDF}: no PDF (make pdf)")
+    pages = PdfReader(PDF).pages
+    texts = [p.extract_text() for p in pages]
+    unnumbered = [k for k, t in enumerate(texts, 1) if f"{k} / {len(pages)}" not in t]
+    assert not unnumbered, f"{PDF}: pages without their number: {unnumbered[:10]}"
+    local = [k for k, t in enumerate(texts, 1) if "file://" in t]
+    assert not local, f"{PDF}: a local file path printed on pages {local[:10]}"
