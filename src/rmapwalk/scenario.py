@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from . import yamlfile
 from .contract import PAGE_SIZE
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -228,31 +229,6 @@ def _limit(path, step, line, name, value, what):
                             f"LIMITS[{name!r}] = {LIMITS[name]:,} (rmapwalk/scenario.py)", line=line)
 
 
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key, line: int, first: int):
-        self.key, self.line, self.first = key, line, first
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (SafeLoader keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                line = key_node.start_mark.line + 1
-                try:
-                    if key in seen:
-                        raise _DuplicateKey(key, line, seen[key])
-                    seen[key] = line
-                except TypeError:
-                    continue    # unhashable key: SafeLoader reports it itself
-        return super().construct_mapping(node, deep)
-
-
 def _step_lines(text: str) -> list[int | None]:
     """YAML line (1-based) of each item of ``steps``, for error messages."""
     try:
@@ -269,19 +245,9 @@ def _step_lines(text: str) -> list[int | None]:
 
 def _parse_yaml(text: str, path: str):
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-    except _DuplicateKey as e:
-        raise ScenarioError(path, None, f"duplicate key {e.key!r} (first given on line "
-                            f"{e.first}); a key may appear once per mapping", line=e.line) from None
-    except yaml.reader.ReaderError as e:
-        line = text[:e.position].count("\n") + 1 if isinstance(e.position, int) else None
-        raise ScenarioError(path, None, f"not valid YAML: {e.reason} (character "
-                            f"{e.character!r})", line=line) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        problem = " ".join(str(getattr(e, "problem", None) or e).split())
-        raise ScenarioError(path, None, f"not valid YAML: {problem}",
-                            line=mark.line + 1 if mark else None) from None
+        return yamlfile.parse(text)
+    except yamlfile.YamlProblem as e:
+        raise ScenarioError(path, None, e.message, line=e.line) from None
 
 
 def loads(text: str, path: str = "<string>") -> Scenario:
@@ -459,11 +425,9 @@ def load(path: str | Path) -> Scenario:
     except OSError as e:
         raise ScenarioError(str(p), None, f"cannot read: {e.strerror}") from None
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ScenarioError(str(p), None, f"not UTF-8 text: byte {data[e.start]:#04x} at offset "
-                            f"{e.start} ({e.reason})", line=line) from None
+        text = yamlfile.decode(data)
+    except yamlfile.YamlProblem as e:
+        raise ScenarioError(str(p), None, e.message, line=e.line) from None
     return loads(text, str(p))
 
 

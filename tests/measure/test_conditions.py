@@ -53,7 +53,7 @@ GOOD = (C.SPECS / "posted-benchmark.yaml").read_text()
      "split_before_merge: expected true or false"),
     (lambda s: s.replace("  poll_ms: 1000\n", ""), "ksm: expected exactly"),
     (lambda s: "- a list\n", "expected a mapping"),
-    (lambda s: "name: [unclosed\n", "not a valid UTF-8 YAML"),
+    (lambda s: "name: [unclosed\n", "not valid YAML"),
 ])
 def test_bad_setups_name_the_file_and_key(tmp_path, edit, words):
     p = tmp_path / "posted-benchmark.yaml"

@@ -31,9 +31,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import yaml
-
-from rmapwalk import dataset, kernels as kernel_list, outputs, paths
+from rmapwalk import dataset, kernels as kernel_list, outputs, paths, yamlfile
 from rmapwalk.measure import capture as capture_mod, initramfs, vm
 
 COMMON_DIR = Path(__file__).resolve().parent / "guest-common"
@@ -67,16 +65,17 @@ def named_file(name_or_path: str, folder: Path) -> Path:
 
 def read_mapping(path: Path, error: type[Exception], what: str,
                  keys: set[str]) -> tuple[bytes, dict]:
-    """The file's bytes and its YAML mapping; ``error`` names the file when it cannot be read,
-    is not UTF-8 YAML or not a mapping (of ``keys``)."""
+    """The file's bytes and its YAML mapping; ``error`` names the file (and line) when it
+    cannot be read, is not UTF-8 YAML (rmapwalk.yamlfile: duplicate keys too) or not a mapping
+    (of ``keys``)."""
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise error(f"{path}: cannot read the {what}: {e.strerror}") from None
     try:
-        doc = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        raise error(f"{path}: not a valid UTF-8 YAML file: {e}") from None
+        doc = yamlfile.parse(yamlfile.decode(raw))
+    except yamlfile.YamlProblem as e:
+        raise error(e.where(path)) from None
     if not isinstance(doc, dict):
         raise error(f"{path}: expected a mapping of {sorted(keys)}")
     return raw, doc
