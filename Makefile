@@ -25,7 +25,11 @@ STAMP := $(ENV_DIR)/.rmapwalk-installed
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 GENERATED := book/_generated
 EXECUTED := $(patsubst notebooks/%.ipynb,$(GENERATED)/%.ipynb,$(NOTEBOOKS))
-PAPERMILL := $(BIN)papermill --kernel python3 --log-level WARNING --no-progress-bar
+# papermill through rmapwalk.analysis.execute: the kernel is shut down on SIGTERM/SIGINT
+# (papermill's own command leaves it running, computing, when it is sent SIGTERM), its
+# sockets are private (IPC), and a failed or interrupted notebook is kept, marked, in
+# build/failed-notebooks/ instead of the book's folder.
+EXECUTE := $(BIN)python -m rmapwalk.analysis.execute --failed build/failed-notebooks
 JB_FLAGS := -W -n --keep-going
 
 .PHONY: test-kernels help env book notebooks test run clean kernels traces traces-plan FORCE browser vm-packages verify-data fuzz-campaign
@@ -65,7 +69,7 @@ env: $(STAMP)
 # with the file named.
 DATA_FILES := $(shell find data kernel-config -type f 2>/dev/null | sed 's/ /\\ /g')
 $(GENERATED)/%.ipynb: notebooks/%.ipynb $(STAMP) $(shell find src -name '*.py') $(DATA_FILES) | verify-data $(GENERATED)
-	$(PAPERMILL) --cwd notebooks $< $(@D)/.$*.part.ipynb && mv $(@D)/.$*.part.ipynb $@
+	$(EXECUTE) --cwd notebooks $< $@
 
 verify-data: $(STAMP)
 	$(BIN)rmapwalk verify data/traces

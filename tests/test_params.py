@@ -181,16 +181,17 @@ def test_check_cell_refusal_exits_2(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_interrupted_run_is_renamed(tmp_path, sig):
+    started = tmp_path / "kernel.pid"   # written by the running cell: its kernel's pid
     nb = tiny_notebook(tmp_path / "tiny.ipynb",
-                       "import time\nprint('started', flush=True)\ntime.sleep(wait)\n")
+                       f"import os, time\nopen({str(started)!r}, 'w').write(str(os.getpid()))\n"
+                       "time.sleep(wait)\n")
     out = tmp_path / "runs"
     p = subprocess.Popen([sys.executable, "-m", "rmapwalk.analysis.execute", str(nb), str(out),
                           "-p", "wait", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:              # the part file has the running cell
-        parts = list(out.glob(".*.part.ipynb")) if out.exists() else []
-        if parts and "started" in parts[0].read_text():
+    while time.monotonic() < deadline:              # the cell runs (the part file has its
+        if started.exists() and started.read_text():  # source from the start: not a sign)
             break
         time.sleep(0.2)
     else:
@@ -203,6 +204,24 @@ def test_interrupted_run_is_renamed(tmp_path, sig):
     files = list(out.iterdir())
     assert len(files) == 1 and files[0].name.endswith("-FAILED.ipynb"), files
     assert "interrupted" in err and files[0].name in err
+    # the kernel is shut down, not left computing (papermill's own command leaves it on SIGTERM)
+    kernel = int(started.read_text())
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{kernel}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{kernel}").exists(), f"kernel {kernel} still runs"
+
+
+def test_make_book_executes_notebooks_through_execute():
+    """The book's notebooks run through rmapwalk.analysis.execute (a kernel ended on SIGTERM,
+    failed notebooks kept out of the book), not papermill's own command."""
+    r = subprocess.run(["make", "-n", "-W", "notebooks/trust.ipynb",
+                        "book/_generated/trust.ipynb"], capture_output=True, text=True,
+                       cwd=paths.ROOT)
+    lines = [x for x in r.stdout.splitlines() if "notebooks/trust.ipynb" in x]
+    assert len(lines) == 1, r.stdout + r.stderr
+    assert "-m rmapwalk.analysis.execute --failed build/failed-notebooks" in lines[0]
+    assert lines[0].endswith("notebooks/trust.ipynb book/_generated/trust.ipynb")
 
 
 def test_explicit_output_and_failed_folder(tmp_path):
