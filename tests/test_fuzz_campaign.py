@@ -135,3 +135,13 @@ def test_publishing_again_replaces_atomically_and_only_publish_needs_every_seed(
                      "--to", str(d)]) == 2
     assert "seed 43: not run yet" in capsys.readouterr().err
     campaign.load(d / "t-campaign")       # the published one is untouched
+
+
+def test_publish_destination_is_checked_before_the_campaign_runs(tmp_path, monkeypatch, capsys):
+    """--to used to be tried only after every seed had run (about ten minutes of VMs)."""
+    monkeypatch.setattr(campaign, "run_seed", lambda *a: pytest.fail("a seed ran"))
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    assert cli.main(["fuzz-campaign", "--plan", str(plan_file(tmp_path)), "--work",
+                     str(tmp_path / "w"), "--publish", "--to", str(not_a_folder)]) == 2
+    assert f"--to {not_a_folder}: is a file, expected a folder" in capsys.readouterr().err

@@ -439,3 +439,34 @@ def test_committed_kernel_matrix_verifies():
         rows = list(csv.DictReader(f))
     assert {(r["base"], r["variant"]) for r in rows} == set(KL.builds())
     assert {r["struct_size"] for r in rows} == {"64"}
+
+
+@pytest.mark.parametrize("command", [["report"], ["selftests", "--summary-only"]])
+def test_report_and_selftests_check_out_before_any_work(tmp_path, monkeypatch, capsys, command):
+    """--out that is a file used to be a traceback (selftests at once, report after reading
+    every kernel)."""
+    from rmapwalk import cli
+    from rmapwalk.measure import matrix
+    monkeypatch.setattr(matrix, "collect", lambda *a, **k: pytest.fail("work started"))
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    assert cli.main(["kernel", *command, "--out", str(not_a_folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {not_a_folder}: is a file, expected a folder" in err and "Traceback" not in err
+
+
+def test_report_does_not_replace_a_folder_that_is_not_a_report(tmp_path, monkeypatch, capsys):
+    """The report replaces --out as a whole: --out data (for data/kernels) deleted every other
+    data folder; only a new, empty or earlier report folder is taken."""
+    from rmapwalk import cli, paths
+    from rmapwalk.measure import matrix
+    monkeypatch.setattr(matrix, "collect", lambda *a, **k: pytest.fail("work started"))
+    other = tmp_path / "data"
+    (other / "traces").mkdir(parents=True)
+    assert cli.main(["kernel", "report", "--out", str(other)]) == 2
+    assert "not a kernel report" in capsys.readouterr().err and (other / "traces").is_dir()
+    assert matrix.check_out(paths.DATA / "kernels") == paths.DATA / "kernels"   # an earlier one
+    assert matrix.check_out(tmp_path / "new") == tmp_path / "new"
+    assert cli.main(["kernel", "report", "--out", str(tmp_path / "new"), "--captures",
+                     str(tmp_path / "nope")]) == 2
+    assert f"--captures {tmp_path / 'nope'}: no such folder" in capsys.readouterr().err

@@ -268,6 +268,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         plan = load_plan(args.plan)
         work = outputs.check_output_dir(args.work, "--work")
+        if args.publish or args.only_publish:       # before the campaign, not after it
+            outputs.check_output_dir(args.to, "--to")
     except (PlanError, outputs.UsageError, kernel_list.KernelListError) as e:
         print(f"fuzz-campaign: {e}", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rmapwalk import dataset, kernels as kernel_list, paths
+from rmapwalk import dataset, kernels as kernel_list, outputs, paths
 from rmapwalk.measure import kernel
 
 OBJECTS = ("mm/rmap.o", "mm/ksm.o", "vmlinux")
@@ -343,9 +343,30 @@ def add_arguments(sub) -> None:
                    "the model into captures-check.csv (repeatable)")
 
 
+def check_out(path: str | Path) -> Path:
+    """``--out`` before any work: a folder that can be written and, since it is replaced as a
+    whole, one that is new, empty or an earlier report (its manifest says kernel-matrix): a
+    slip like ``--out data`` would otherwise delete every other data folder."""
+    out = outputs.check_output_dir(path, "--out")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            kind = dataset.read_manifest(out).get("kind")
+        except dataset.DataIntegrityError:
+            kind = None
+        if kind != "kernel-matrix":
+            raise outputs.UsageError(f"--out {path}: holds files that are not a kernel report "
+                                     f"(no {dataset.MANIFEST} of kind kernel-matrix); it would be "
+                                     "replaced as a whole: give a new or empty folder")
+    return out
+
+
 def run(args) -> int:
     kl = kernel_list.load()
     bases = tuple(kl.bases) if args.base == "all" else (args.base,)
+    check_out(args.out)
+    for d in args.captures:
+        if not Path(d).is_dir():
+            raise outputs.UsageError(f"--captures {d}: no such folder")
     try:
         arts = {(b, v): collect(b, v, source=args.source)
                 for b, v in kl.builds() if b in bases}

@@ -51,7 +51,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rmapwalk import dataset, kernels as kernel_list, paths
+from rmapwalk import dataset, kernels as kernel_list, outputs, paths
 from rmapwalk.measure import initramfs, kernel, vm
 
 # (test name, binary, arguments): one line each in the guest.  The name is the .tap file.
@@ -508,7 +508,7 @@ def add_arguments(sub) -> None:
 
 def run(args) -> int:
     kl = kernel_list.load()
-    out = Path(args.out)
+    out = outputs.check_output_dir(args.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     bases = tuple(kl.bases) if args.base == "all" else (args.base,)
     failed = []
