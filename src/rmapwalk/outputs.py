@@ -10,11 +10,12 @@ This module imports nothing of the model (the measurement side uses it too).
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["UsageError", "check_output_file", "check_output_dir"]
+__all__ = ["UsageError", "check_output_file", "check_output_dir", "check_seconds"]
 
 
 class UsageError(ValueError):
@@ -89,3 +90,11 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
     if why:
         raise UsageError(f"{option} {path}: cannot create it in {ancestor}: {why}")
     return p
+
+
+def check_seconds(value: float, option: str) -> float:
+    """A time limit (``--timeout``): a finite number of seconds > 0.  ``inf`` would leave QEMU
+    without its hard limit (and failed only at the boot, as a traceback); nan compares false."""
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{option} {value}: expected a finite number of seconds > 0")
+    return value

@@ -39,8 +39,10 @@ def test_out_is_a_file(args, capsys):
     assert f"--out {args.out}: is a file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("field,value,message", [("repeat", 0, "--repeat 0"),
-                                                 ("timeout", -1.0, "--timeout -1.0")])
+@pytest.mark.parametrize("field,value,message", [
+    ("repeat", 0, "--repeat 0"), ("timeout", -1.0, "--timeout -1.0"),
+    ("timeout", float("nan"), "--timeout nan"),
+    ("timeout", float("inf"), "--timeout inf: expected a finite number of seconds > 0")])
 def test_bad_numbers(args, capsys, field, value, message):
     setattr(args, field, value)
     assert capture.run_capture(args) == 2
@@ -83,3 +85,26 @@ def test_run_number_taken(args, tmp_path, monkeypatch, capsys):
     args.run, args.repeat = 3, 2
     assert capture.run_capture(args) == 2
     assert "with --repeat 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["conditions", "capture", "posted-benchmark", "--kernel", "baseline"],
+    ["paths", "capture", "reclaim", "--kernel", "baseline-paths"],
+    ["programs", "capture", "ci-python", "--kernel", "baseline"],
+    ["kernel", "selftests", "--kernel", "baseline"],
+])
+@pytest.mark.parametrize("value", ["inf", "nan", "0"])
+def test_every_guest_command_refuses_a_timeout_without_a_limit(tmp_path, monkeypatch, capsys,
+                                                              command, value):
+    """--timeout inf passed the check (inf > 0) and failed at the boot with a traceback
+    (OverflowError in the QEMU guard); kernel selftests did not check --timeout at all."""
+    from rmapwalk import cli
+    from rmapwalk.measure import kernel, selftests
+
+    def no_work(*a, **k):
+        raise AssertionError("work started although the input is bad")
+    monkeypatch.setattr(vm, "start", no_work)
+    monkeypatch.setattr(kernel, "kernel_image", no_work)
+    monkeypatch.setattr(selftests, "run_one", no_work)
+    assert cli.main([*command, "--timeout", value, "--out", str(tmp_path / "out")]) == 2
+    assert f"--timeout {float(value)}" in capsys.readouterr().err

@@ -260,8 +260,7 @@ def run_capture(args: argparse.Namespace) -> int:
     try:
         if args.repeat < 1:
             raise outputs.UsageError(f"--repeat {args.repeat}: expected an integer >= 1")
-        if not args.timeout > 0:
-            raise outputs.UsageError(f"--timeout {args.timeout}: expected seconds > 0")
+        outputs.check_seconds(args.timeout, "--timeout")
         run = args.run
         if run is not None and (run < 1 or args.repeat != 1):
             raise outputs.UsageError(f"--run {run}: expected an integer >= 1, with --repeat 1")

@@ -247,8 +247,7 @@ def verify(root: Path, scenarios: Path | None, say: Callable[[str], None]) -> in
 def check_capture_args(args: argparse.Namespace) -> None:
     if args.runs < 1:
         raise outputs.UsageError(f"--runs {args.runs}: expected an integer >= 1")
-    if not args.timeout > 0:
-        raise outputs.UsageError(f"--timeout {args.timeout}: expected seconds > 0")
+    outputs.check_seconds(args.timeout, "--timeout")
 
 
 def run_command(tool: str, body: Callable[[argparse.Namespace], int], args: argparse.Namespace,

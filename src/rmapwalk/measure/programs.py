@@ -796,8 +796,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.runs < 1:
             raise outputs.UsageError(f"--runs {args.runs}: expected an integer >= 1")
-        if not args.timeout > 0:
-            raise outputs.UsageError(f"--timeout {args.timeout}: expected seconds > 0")
+        outputs.check_seconds(args.timeout, "--timeout")
         out_root = outputs.check_output_dir(args.out if args.out is not None else PROGRAMS,
                                             "--out")
         wl = load_workload(args.workload)

@@ -509,6 +509,7 @@ def add_arguments(sub) -> None:
 def run(args) -> int:
     kl = kernel_list.load()
     out = outputs.check_output_dir(args.out, "--out")
+    outputs.check_seconds(args.timeout, "--timeout")
     out.mkdir(parents=True, exist_ok=True)
     bases = tuple(kl.bases) if args.base == "all" else (args.base,)
     failed = []
