@@ -38,12 +38,18 @@ def write_run(root: Path, scenario: str, variant: str, run: int, walks=(), outco
         folder / "outcomes.csv", index=False)
     (folder / "trace.txt.gz").write_bytes(gzip.compress(b"trace", mtime=0))
     (folder / "console.log.gz").write_bytes(gzip.compress(b"console", mtime=0))
-    package = kernels.load().base(base).package
+    kl = kernels.load()
+    package = kl.base(base).package
+    try:                                # the series kernel-config gives it (dataset checks it)
+        series = [{"file": p.name, "sha256": dataset.sha256_file(p)}
+                  for p in kl.patches(base, variant, build=True)]
+    except kernels.KernelListError:     # a kernel folder the test makes up
+        series = [{"file": "0001-test.patch", "sha256": "00"}]
     dataset.write_manifest(folder, {
         "kind": "rmapwalk capture run",
         "kernel": {"name": variant, "base": base, "variant": variant,
                    "source": {"package": package, "version": "test"},
-                   "patches": [{"file": "0001-test.patch", "sha256": "00"}],
+                   "patches": series,
                    "image_sha256": "ab" * 32},
         "qemu": {"version": "QEMU emulator version 7.2", "accel": "tcg",
                  "command": ["qemu-system-x86_64", "-kernel", "/x/bzImage"]},

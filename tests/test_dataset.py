@@ -108,6 +108,24 @@ def test_scenario_edited_after_capture(tree):
     assert len(problems) == 4 and all("another text of" in p for p in problems), problems
 
 
+def test_patch_edited_after_capture(tree, tmp_path, monkeypatch):
+    """A run's manifest records the patch series its kernel was built from; a patch edited
+    since (say the v4 query) makes the run a measurement of another kernel.  It verified."""
+    from rmapwalk import kernels
+    config = tmp_path / "kernel-config"
+    shutil.copytree(paths.KERNEL_CONFIG, config)
+    monkeypatch.setattr(kernels, "KERNELS_FILE", config / "kernels.yaml")
+    assert dataset.verify(tree) == []
+    kl = kernels.load()
+    patch = kl.patches(kl.default_base, "patched")[-1]
+    assert patch not in kl.patches(kl.default_base, "baseline")
+    patch.write_text(patch.read_text() + "\n")
+    problems = dataset.verify(tree)
+    assert len(problems) == 2, problems          # the two patched runs, not the baseline ones
+    assert all("scen/6.12/patched/run-" in p and "another patch series of 6.12/patched" in p
+               and patch.name in p for p in problems), problems
+
+
 def test_stray_entries(tree):
     (tree / "scen/6.12/baseline/notes.txt").write_text("x")
     (tree / "scen/6.12/baseline/.run-3.tmp-abc").mkdir()

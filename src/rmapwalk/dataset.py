@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -249,6 +250,8 @@ def _identity(folder: Path, scenario: str, base: str, variant: str, scenarios: P
                         f"under {base}/{variant}")
     if base not in kl.bases or variant not in kl.variants:
         problems.append(f"{folder}: kernel {base}/{variant} is not in {kl.path}")
+    else:
+        problems += _series_problems(manifest, doc.get("kernel") or {}, kl, base, variant)
     if scenarios is not None:
         committed = paths.scenario_file(scenario, scenarios)
         if not committed.is_file():
@@ -258,6 +261,40 @@ def _identity(folder: Path, scenario: str, base: str, variant: str, scenarios: P
                             f"sha256 {str(sc.get('sha256'))[:12]}, the file now "
                             f"{sha256_file(committed)[:12]}): capture it again")
     return problems
+
+
+def _series_problems(manifest: Path, kernel: dict, kl: kernel_list.KernelList, base: str,
+                     variant: str) -> list[str]:
+    """The patch series the run's kernel was built with (when its manifest records one) is
+    the series kernel-config gives its base and variant now: a patch edited after the capture
+    makes the run a measurement of another kernel."""
+    then = kernel.get("patches")
+    if not isinstance(then, list):
+        return []                       # not built by rmapwalk.measure.kernel (--bzimage)
+    try:
+        series = kl.patches(base, variant, build=True)
+    except kernel_list.KernelListError as e:
+        return [f"{manifest}: {e}"]
+    now = [(p.name, _patch_sha256(p)) for p in series]
+    then = [(p.get("file"), p.get("sha256")) for p in then if isinstance(p, dict)]
+    if now == then:
+        return []
+    names = sorted({str(n) for n, _ in set(now) ^ set(then)}) or ["the order"]
+    return [f"{manifest}: built from another patch series of {base}/{variant} than "
+            f"{kl.path} gives now (differs: {', '.join(names)}): capture it again"]
+
+
+def _patch_sha256(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return "(missing)"
+    return _sha256_cached(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_cached(path: Path, mtime_ns: int, size: int) -> str:
+    return sha256_file(path)
 
 
 def load_plan(path: Path = DATASET_FILE) -> dict[tuple[str, str, str], int]:

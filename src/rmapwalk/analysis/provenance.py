@@ -76,15 +76,18 @@ def kernels(root: str | Path) -> pd.DataFrame:
 
 
 def patch_hashes(root: str | Path) -> pd.DataFrame:
-    """Patches named by the manifests with their sha256, against the files in
-    ``kernel-config/patches/`` now (``matches``: False when the committed file changed)."""
+    """Patches named by the manifests with their sha256, against the files of the run's base
+    in ``kernel-config/`` now (``matches``: False when the committed file changed; a run
+    whose series changed does not verify, see :mod:`rmapwalk.dataset`).  Each base has its own
+    patch folder: a 6.1 run's patches are compared with 6.1's, not the default base's."""
+    kl = kernel_list.load()
     seen = {}
     for _, k, _, folder in run_folders(root):
         for p in read_manifest(folder).get("kernel", {}).get("patches", []):
-            seen.setdefault((p["file"], p["sha256"]), set()).add(k)
+            seen.setdefault((k.split("/")[0], p["file"], p["sha256"]), set()).add(k)
     rows = []
-    for (name, sha), ks in sorted(seen.items()):
-        f = kernel_list.load().base().patch_dir / name
+    for (base, name, sha), ks in sorted(seen.items()):
+        f = kl.base(base).patch_dir / name
         now = dataset.sha256_file(f) if f.is_file() else ""
         rows.append({"patch": name, "sha256": sha, "kernels": ", ".join(sorted(ks)),
                      "matches": now == sha})
