@@ -205,3 +205,19 @@ def test_the_notebook_names_a_bad_parameter(tmp_path):
                             cwd=str(paths.NOTEBOOKS), progress_bar=False,
                             parameters={"conditions": str(tmp_path / "no-such-folder")})
     assert "parameter 'conditions'" in err.value.evalue
+
+
+def test_the_thread_figures_come_from_thread_yaml(tmp_path, monkeypatch):
+    """The chapter's 4 events, 705.12 ms max and 532.04 ms avg were typed in the module a
+    second time; they are read from data/thread.yaml like every other figure of the thread."""
+    from rmapwalk.analysis import claim
+    assert C.thread_figures() == {"events": 4, "max_ms": 705.12, "avg_ms": 532.04}
+    copy = tmp_path / "thread.yaml"
+    text = claim.THREAD_FILE.read_text()
+    assert text.count("before: 705.12\n") == 1
+    copy.write_text(text.replace("before: 705.12\n", "before: 800\n"))
+    monkeypatch.setattr(claim, "THREAD_FILE", copy)
+    assert C.thread_figures()["max_ms"] == 800
+    data = C.load()
+    out = C.thread_text(C.table(data), C.attempts(data["events"]))
+    assert "max 800 ms" in out and f"x = {2 * 532.04 - 800:.0f} ms" in out

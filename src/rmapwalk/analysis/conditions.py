@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from rmapwalk import dataset, paths
-from rmapwalk.analysis import tables
+from rmapwalk.analysis import claim, tables
 
 CONDITIONS = paths.DATA / "conditions"
 RUNS = CONDITIONS / "runs"
@@ -57,8 +57,14 @@ EVENT_COLUMNS = ("seq", "step", "page_type", "rmap_one_fn", "iterations", "skip_
 ROUND_COLUMNS = ("round", "full_scans_before", "full_scans_after", "pages_shared",
                  "pages_sharing", "move_pages", "node_before", "target", "node_after",
                  "pfn_before", "pfn_after", "pgmigrate_success", "pgmigrate_fail", "ksm_run")
-# The thread (FACTS.md, v4 2/5): 4 events, max 705.12 ms, avg 532.04 ms.
-THREAD = {"events": 4, "max_ms": 705.12, "avg_ms": 532.04}
+
+
+def thread_figures() -> dict:
+    """The posted benchmark's figures (v4 2/5: its KSM events, their max and avg in ms) from
+    data/thread.yaml, the one file of the thread's numbers (rmapwalk.analysis.claim.thread)."""
+    th = claim.thread()
+    return {"events": int(th["v4-bench-events"].before), "max_ms": th["v4-bench-max"].before,
+            "avg_ms": th["v4-bench-avg"].before}
 
 
 def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -287,17 +293,19 @@ def answer_text(tab: pd.DataFrame, trig: pd.DataFrame) -> str:
     if tab.empty:
         return "No runs: no data under the conditions folder, nothing to say."
     b, o = _cell(tab, POSTED, "baseline"), _cell(tab, OWN, "baseline")
+    thread = thread_figures()
     parts = []
     if b is not None:
         t = trig[(trig["setup"] == POSTED) & (trig["kernel"] == "baseline")]
-        four = t[t["ksm_events"] == THREAD["events"]]
+        four = t[t["ksm_events"] == thread["events"]]
         parts.append(
             f"Under the posted conditions the baseline kernel migrated the page in "
             f"{b['migrated']} of {b['triggers']} triggers: {b['failed']} of its "
             f"{b['attempts']} attempts failed and move_pages() returned 1 ({b['not_migrated']} "
             f"times), which the posted benchmark ignores. {len(four)} of the "
-            f"{b['triggers']} triggers printed {THREAD['events']} KSM events, the thread's count, "
-            f"and in {int((four['moved'] == 0).sum())} of those {len(four)} the 4 events were "
+            f"{b['triggers']} triggers printed {thread['events']} KSM events, the thread's count, "
+            f"and in {int((four['moved'] == 0).sum())} of those {len(four)} the {thread['events']} "
+            "events were "
             "two failed attempts, not a failed and a successful one.")
     others = [f"{k} {r['migrated']} of {r['triggers']} ({r['failed']} failed attempts)"
               for k in KERNELS[1:] if (r := _cell(tab, POSTED, k)) is not None]
@@ -373,17 +381,18 @@ def thread_text(tab: pd.DataFrame, att: pd.DataFrame) -> str:
     if row is None or b.empty:
         return "No baseline runs of the posted setup: nothing to set beside the thread."
     c = b[b["unmapped"].astype(bool) & b["remap_ms"].notna()]
-    t_x = 2 * THREAD["avg_ms"] - THREAD["max_ms"]
+    thread = thread_figures()
+    t_x = 2 * thread["avg_ms"] - thread["max_ms"]
     if c.empty:
         return (f"The thread: x = {t_x:.0f} ms; no attempt here unmapped the folio, so there "
                 "is no pair of walks to set beside it.")
     it = c["unmap_iterations"].mean() / c["remap_iterations"].mean()
     ms = (c["unmap_ms"] / c["remap_ms"]).median()
     return (
-        f"The thread reported {THREAD['events']} events, max {THREAD['max_ms']} ms, avg "
-        f"{THREAD['avg_ms']} ms. Read as two attempts of two walks each, (x + "
-        f"{THREAD['max_ms']}) / 2 = {THREAD['avg_ms']} gives x = {t_x:.0f} ms: the short walk "
-        f"takes {t_x / THREAD['max_ms']:.2f} of the long one. Here, in the {len(c)} attempts on "
+        f"The thread reported {thread['events']} events, max {thread['max_ms']} ms, avg "
+        f"{thread['avg_ms']} ms. Read as two attempts of two walks each, (x + "
+        f"{thread['max_ms']}) / 2 = {thread['avg_ms']} gives x = {t_x:.0f} ms: the short walk "
+        f"takes {t_x / thread['max_ms']:.2f} of the long one. Here, in the {len(c)} attempts on "
         f"the baseline under the posted conditions whose try_to_migrate walk unmapped the "
         f"folio (it stops at the page's last mapping, inside its first pass), that walk made "
         f"{it:.2f} of the iterations of the remove_migration_ptes walk that followed it (two "
