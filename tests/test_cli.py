@@ -192,3 +192,22 @@ def test_other_errors_are_not_swallowed(monkeypatch):
     monkeypatch.setattr(cli, "cmd_bench", boom)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["bench"])
+
+
+@pytest.mark.parametrize("command", [["simulate", "ci-small"], ["verify"], ["kernel", "list"]])
+@pytest.mark.parametrize("edit", [
+    lambda t: t.replace("\n  patched:\n", "\n  patchedx:\n", 1),      # a series names no variant
+    lambda t: "variants: [\n",                                        # not YAML
+])
+def test_a_broken_kernel_list_is_one_line_exit_2(tmp_path, monkeypatch, capsys, command, edit):
+    """Every command reads kernel-config/kernels.yaml (the options' choices come from it): a
+    broken one was a KernelListError traceback, even for simulate."""
+    from rmapwalk import kernels
+    text = kernels.KERNELS_FILE.read_text()
+    assert "\n  patched:\n" in text
+    broken = tmp_path / "kernels.yaml"
+    broken.write_text(edit(text))
+    monkeypatch.setattr(kernels, "KERNELS_FILE", broken)
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rmapwalk: {broken}") and err.count("\n") == 1, err

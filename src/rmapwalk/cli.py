@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import paths
 from . import scenario as sc
+from .kernels import KernelListError
 from .model.ksm import STRATEGIES
 from .outputs import UsageError, check_output_file
 
@@ -52,6 +53,14 @@ def cmd_bench(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KernelListError as e:        # kernel-config/kernels.yaml itself: every command reads
+        print(f"rmapwalk: {e}", file=sys.stderr)   # it (the options' choices come from it)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="rmapwalk", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
