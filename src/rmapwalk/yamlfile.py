@@ -81,7 +81,7 @@ def parse(text: str) -> Any:
         raise YamlProblem(f"not valid YAML: {problem}",
                           mark.line + 1 if mark else None) from None
     except RecursionError:          # [[[[... nested deeper than the parser's recursion
-        raise YamlProblem("not valid YAML here: nested too deeply for the parser") from None
+        raise YamlProblem("not valid YAML: nested too deeply for the parser") from None
 
 
 def load(path: str | Path, error: Callable[[str], Exception]) -> Any:
