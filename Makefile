@@ -73,6 +73,7 @@ $(GENERATED)/%.ipynb: notebooks/%.ipynb $(STAMP) $(shell find src -name '*.py') 
 
 verify-data: $(STAMP)
 	$(BIN)rmapwalk verify data/traces
+	$(BIN)rmapwalk verify data/programs --scenarios data/workloads
 	$(BIN)rmapwalk conditions verify
 	$(BIN)rmapwalk paths verify
 

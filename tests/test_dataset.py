@@ -181,3 +181,16 @@ def test_scenario_file_finds_regressions_and_names_the_missing(tmp_path):
     assert paths.scenario_file("a", tmp_path) == tmp_path / "a.yaml"
     assert paths.scenario_file("b", tmp_path) == tmp_path / "sub" / "b.yaml"
     assert paths.scenario_file("c", tmp_path) == tmp_path / "c.yaml"     # named in messages
+
+
+def test_make_book_verifies_every_run_tree_first():
+    """make book's first step checks every tree of run folders the chapters read (a tampered
+    data/programs run failed the build only inside the claim notebook, after a traceback)."""
+    import subprocess
+    r = subprocess.run(["make", "-n", "verify-data"], capture_output=True, text=True,
+                       cwd=paths.ROOT)
+    assert r.returncode == 0, r.stderr
+    for command in ("rmapwalk verify data/traces",
+                    "rmapwalk verify data/programs --scenarios data/workloads",
+                    "rmapwalk conditions verify", "rmapwalk paths verify"):
+        assert command in r.stdout, r.stdout
