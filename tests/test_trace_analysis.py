@@ -3,6 +3,7 @@ rmapwalk.analysis.compare, on synthetic walks tables with known answers."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -164,3 +165,23 @@ def test_provenance_reads_manifests(tmp_path):
     hashes = P.patch_hashes(root)
     assert len(hashes) == 2 and hashes["matches"].all(), hashes
     assert P.verify(root) == []
+
+
+def test_build_info_digest_covers_every_data_file(tmp_path):
+    """The appendix's digest named only data/traces: an edit under data/programs (or
+    conditions, paths, kernels, selftests, fuzz), which chapters read, left it unchanged."""
+    data = tmp_path / "data"
+    write_run(data / "traces", "synthetic", "baseline", 1, [])
+    other = data / "programs" / "x.csv"
+    other.parent.mkdir()
+    other.write_text("a\n1\n")
+    executed = tmp_path / "executed"
+    executed.mkdir()
+
+    def digests():
+        text = P.build_info(executed, data / "traces", data)
+        return re.findall(r"digest `([0-9a-f]{16})`", text)
+    runs_before, all_before = digests()
+    other.write_text("a\n2\n")
+    runs_after, all_after = digests()
+    assert runs_after == runs_before and all_after != all_before
