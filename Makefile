@@ -76,6 +76,7 @@ verify-data: $(STAMP)
 	$(BIN)rmapwalk verify data/programs --scenarios data/workloads
 	$(BIN)rmapwalk conditions verify
 	$(BIN)rmapwalk paths verify
+	$(BIN)python -m rmapwalk.analysis.published
 
 # What `make book` adds to the executed notebooks (rmapwalk.analysis.provenance):
 # - the data set as one deterministic archive, downloadable from the provenance appendix;
