@@ -242,5 +242,3 @@ def outcome_rows(result: SimulationResult) -> list[dict]:
     """The outcomes table of a replay with exactly the shared outcome columns."""
     return [{c: o[c] for c in SHARED_OUTCOME_COLUMNS} for o in result.outcomes]
 
-
-KERNEL_STRATEGY = {"baseline": "baseline", "patched": "pgoff", "naive": "naive"}
