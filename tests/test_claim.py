@@ -277,9 +277,13 @@ def test_benchmark_compares_per_migration_and_on_the_thread_unit(th):
     assert "per migration" in c.kernel.short and "TCG" in c.kernel.short
 
 
-def test_kernel_of_takes_the_first_variant_of_a_strategy():
+def test_kernel_of_takes_the_first_captured_variant_of_a_strategy(tmp_path):
     from rmapwalk import kernels
+    kl = kernels.load()
     first = {}
-    for v, st in kernels.strategy_of().items():
-        first.setdefault(st, v)
+    for v in kl.captured:
+        first.setdefault(kl.strategy(v), v)
     assert all(C.kernel_of(st) == v for st, v in first.items())
+    assert kl.primary == tuple(first.values())
+    with pytest.raises(kernels.KernelListError, match="no captured variant with strategy"):
+        C.kernel_of("nonsense")

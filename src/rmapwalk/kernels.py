@@ -95,6 +95,30 @@ class KernelList:
         """The variants that are captured (all but the build-only ones)."""
         return tuple(v.name for v in self.variants.values() if v.capture)
 
+    @property
+    def path_variants(self) -> tuple[str, ...]:
+        """The variants with config fragments of their own (the path variants), in order."""
+        return tuple(v.name for v in self.variants.values() if v.fragments)
+
+    @property
+    def primary(self) -> tuple[str, ...]:
+        """One captured variant per model strategy, the first listed with it, in the list's
+        order: the kernels every comparison has (baseline, patched, naive); later variants of
+        a strategy (merged) count the same walks and are measured where a chapter says so."""
+        seen, out = set(), []
+        for v in self.variants.values():
+            if v.capture and not v.fragments and v.strategy not in seen:
+                seen.add(v.strategy)
+                out.append(v.name)
+        return tuple(out)
+
+    def variant_of(self, strategy: str) -> str:
+        """The primary variant whose walks the model ``strategy`` counts."""
+        for v in self.primary:
+            if self.variants[v].strategy == strategy:
+                return v
+        raise KernelListError(f"{self.path}: no captured variant with strategy {strategy!r}")
+
     def kernels(self) -> list[tuple[str, str]]:
         """Every captured (base, variant) pair that has a series: the kernels of the
         comparison, which the capture and the data set use."""
@@ -200,3 +224,18 @@ def variants() -> tuple[str, ...]:
 def strategy_of() -> dict[str, str]:
     """Variant -> model strategy."""
     return {v.name: v.strategy for v in load().variants.values()}
+
+
+def path_variants() -> tuple[str, ...]:
+    """The path variants (``fragment:``), measured by ``rmapwalk paths``."""
+    return load().path_variants
+
+
+def primary() -> tuple[str, ...]:
+    """One captured variant per model strategy (see :attr:`KernelList.primary`)."""
+    return load().primary
+
+
+def variant_of(strategy: str) -> str:
+    """The primary variant whose walks the model ``strategy`` counts."""
+    return load().variant_of(strategy)

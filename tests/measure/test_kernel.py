@@ -258,6 +258,30 @@ def test_collect_procs_ksm_patch_only_where_it_exists():
     assert not any("collect_procs_ksm" in p for p in KL.base("6.1").series["merged"])
 
 
+def test_roles_follow_the_list(tmp_path):
+    """primary (one captured variant per strategy, first listed), path variants (fragments)
+    and variant_of come from kernels.yaml alone: a new variant is placed by its entry."""
+    (tmp_path / "patches").mkdir()
+    (tmp_path / "x.config").write_text("")
+    f = tmp_path / "kernels.yaml"
+    f.write_text("default_base: '6.12'\nvariants:\n"
+                 "  turbo: {strategy: pgoff, summary: s}\n"
+                 "  baseline: {strategy: baseline, summary: s}\n"
+                 "  patched: {strategy: pgoff, summary: s}\n"
+                 "  quiet: {strategy: naive, summary: s, capture: false}\n"
+                 "  turbo-paths: {strategy: pgoff, summary: s, capture: false, fragment: [x.config]}\n"
+                 "bases:\n  '6.12': {package: p, tarball: /t, patches: patches, series: {}}\n")
+    kl = kernels.parse(f)
+    assert kl.primary == ("turbo", "baseline")
+    assert kl.path_variants == ("turbo-paths",)
+    assert kl.variant_of("pgoff") == "turbo"
+    with pytest.raises(kernels.KernelListError, match="no captured variant with strategy 'naive'"):
+        kl.variant_of("naive")
+    # the committed list: the chapters' kernels, in its order
+    assert KL.primary == ("baseline", "patched", "naive")
+    assert KL.path_variants == tuple(v for v in KL.variants if v.endswith("-paths"))
+
+
 @pytest.mark.parametrize("flag", ["capture: maybe", "tracepoint: 1"])
 def test_bad_variant_flag_is_rejected(tmp_path, flag):
     (tmp_path / "patches").mkdir()

@@ -287,15 +287,10 @@ def _no_data(what: str = MISSING) -> Side:
 
 # --- helpers on walks tables ------------------------------------------------------------
 def kernel_of(strategy: str) -> str:
-    """The kernel variant (kernels.yaml) whose walks the model strategy counts: the first
-    variant listed with that strategy (later ones, e.g. without the tracepoint or in the
-    merged form, count the same walks but are not the claims' kernels)."""
-    inv = {}
-    for v, st in kernels.strategy_of().items():
-        inv.setdefault(st, v)
-    if strategy not in inv:
-        raise KeyError(f"{kernels.KERNELS_FILE}: no variant with strategy {strategy!r}")
-    return inv[strategy]
+    """The kernel variant whose walks the model strategy counts
+    (:func:`rmapwalk.kernels.variant_of`: the first captured variant listed with it; later
+    ones, e.g. the merged form, count the same walks but are not the claims' kernels)."""
+    return kernels.variant_of(strategy)
 
 
 def _measured(walks: pd.DataFrame, scenario: str, strategy: str, page_type: str = KSM):

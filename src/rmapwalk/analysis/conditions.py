@@ -39,12 +39,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rmapwalk import dataset, paths
+from rmapwalk import dataset, kernels as kernel_list, paths
 from rmapwalk.analysis import claim, tables
 
 CONDITIONS = paths.DATA / "conditions"
 RUNS = CONDITIONS / "runs"
-KERNELS = ("baseline", "patched", "naive", "merged")
+KERNELS = kernel_list.variants()   # kernel-config/kernels.yaml: the captured variants, in order
 # (setup, split after run=1?, ksmd running through the trigger?): posted first, own last
 SETUPS = {"posted-benchmark": ("after run=1", "running"),
           "posted-split-ksmd-parked": ("after run=1", "parked (run=0)"),

@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rmapwalk import dataset, paths
+from rmapwalk import dataset, kernels as kernel_list, paths
 from rmapwalk.analysis import tables
 
 ROOT = paths.DATA / "paths"
 PATHS = ("reclaim", "hwpoison", "hwpoison-split", "selftest")
-KERNELS = ("baseline-paths", "patched-paths", "naive-paths", "merged-paths")
+KERNELS = kernel_list.path_variants()   # kernel-config/kernels.yaml: the variants with fragments
 PRESENT, SWAP, PFN_MASK = 1 << 63, 1 << 62, (1 << 55) - 1
 MAPPING_COLUMNS = ("proc", "pid", "ppid", "page", "moved", "hole", "pre", "post", "sigbus",
                    "sigbus_code")
@@ -322,10 +322,11 @@ def figure(data: dict[str, pd.DataFrame]):
     import matplotlib.pyplot as plt
     pr = per_run(data)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    colors = dict(zip(KERNELS, ("#4c72b0", "#55a868", "#c44e52", "#8172b2")))
+    import seaborn as sns
+    colors = dict(zip(KERNELS, sns.color_palette("deep", len(KERNELS))))
     present = [p for p in PATHS if (pr["path"] == p).any()]
     for _, r in pr.iterrows():
-        x = present.index(r["path"]) + (KERNELS.index(r["kernel"]) - 1.5) * 0.18 \
+        x = present.index(r["path"]) + (KERNELS.index(r["kernel"]) - (len(KERNELS) - 1) / 2) * 0.18 \
             + (r["run"] - 2) * 0.03
         c = colors.get(r["kernel"], "k")
         axes[0].scatter(x, r["missed"], color=c, s=18)

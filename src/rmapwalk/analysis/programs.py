@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rmapwalk import dataset, paths
-from rmapwalk.analysis import tables
+from rmapwalk import dataset, kernels as kernel_list, paths
+from rmapwalk.analysis import claim, tables
 
 PROGRAMS = paths.DATA / "programs"
 WORKLOADS = paths.DATA / "workloads"
-KERNELS = ("baseline", "patched", "naive")
+KERNELS = kernel_list.primary()   # kernels.yaml: one variant per model strategy (baseline, patched, naive)
 FULL_WALKS = ("migrate_remap", "idle")      # walks that run both passes over every rmap_item
 
 
@@ -370,7 +370,7 @@ def walks_text(data: dict[str, pd.DataFrame]) -> str:
     tab = table(data)
     out = []
     for w in sorted(tab["workload"].unique()):
-        b, p, n = (_row(tab, w, k) for k in KERNELS)
+        b, p, n = (_row(tab, w, claim.kernel_of(s)) for s in (claim.BASELINE, claim.PGOFF, claim.NAIVE))
         if b is None:
             continue
         s = (f"**{w}**: {b['ksm_walks']:,.0f} KSM walks per run on baseline; the median walk "

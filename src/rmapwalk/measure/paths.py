@@ -65,7 +65,7 @@ from rmapwalk.measure import capture as capture_mod, guestrun, initramfs, progra
 
 ROOT = paths.DATA / "paths"
 GUEST_DIR = Path(__file__).resolve().parent / "paths-guest"
-VARIANTS = ("baseline-paths", "patched-paths", "naive-paths", "merged-paths")
+VARIANTS = kernel_list.path_variants()   # kernel-config/kernels.yaml: the variants with fragments
 DEFAULT_TIMEOUT = 600.0
 RECLAIM_MEM = "mem=256M"            # the guest's usable memory for reclaim (QEMU has -m 1024)
 

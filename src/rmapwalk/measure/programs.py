@@ -79,7 +79,7 @@ from rmapwalk.measure.trace import LINE_RE, WALK_RE
 WORKLOADS = paths.DATA / "workloads"
 PROGRAMS = paths.DATA / "programs"
 LAUNCHER_DIR = Path(__file__).resolve().parent / "launcher"
-DEFAULT_VARIANTS = ("baseline", "patched", "naive")
+DEFAULT_VARIANTS = kernel_list.primary()   # kernels.yaml: one variant per model strategy
 MEMORY_MB = 2048                    # numa=fake=2: two nodes of 1 GiB
 CMDLINE = "console=ttyS0 numa=fake=2 panic=-1 oops=panic loglevel=5 rdinit=/init"
 VIRTFS = "local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap"
