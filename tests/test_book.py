@@ -70,3 +70,7 @@ def test_data_archive_is_deterministic(tmp_path):
     assert "rmapwalk-data/data/dataset.yaml" in names and "rmapwalk-data/data/thread.yaml" in names
     assert any(n.startswith("rmapwalk-data/data/traces/") and n.endswith("manifest.json") for n in names)
     assert any(n.startswith("rmapwalk-data/data/scenarios/") for n in names)
+    for folder in ("conditions", "paths", "kernels", "selftests", "fuzz"):
+        assert any(n.startswith(f"rmapwalk-data/data/{folder}/") and n.endswith("manifest.json")
+                   for n in names), folder
+    assert not any(n.startswith("rmapwalk-data/data/programs/") for n in names)

@@ -10,8 +10,10 @@ files, and writes what ``make book`` adds to the executed notebooks:
 - ``verdict OUT.md CLAIM.ipynb``: the front page's verdict (a sentence and a table), taken from
   what the executed claim notebook glued (``verdict_sentence``, ``verdict_md``), so the front
   page shows the claim chapter's numbers and computes nothing itself;
-- ``archive OUT.tar.gz``: the data set (``data/traces``, ``data/scenarios``,
-  ``data/dataset.yaml``, ``data/thread.yaml``) as a deterministic archive: sorted members,
+- ``archive OUT.tar.gz``: the data set (:data:`ARCHIVE_MEMBERS`: the capture runs, the
+  scenarios, the thread's figures, and the published conditions, paths, kernel matrix,
+  selftests and fuzz campaign; the real programs' runs are left out for their size) as a
+  deterministic archive: sorted members,
   mtime 0, owner 0, mode 0644/0755, gzip without a name or time stamp, so the same data gives
   the same sha256.
 """
@@ -167,8 +169,12 @@ def _parameters(nb: Path) -> list[str]:
 
 
 ARCHIVE = "rmapwalk-data.tar.gz"
+# Every data set the chapters read, but the real programs' runs (data/programs, 46 MB: in
+# the repository only, ARCHIVE_LEFT_OUT), with their manifests.
 ARCHIVE_MEMBERS = ("data/dataset.yaml", "data/thread.yaml", "data/scenarios", "data/traces",
-                   "data/fuzz")
+                   "data/fuzz", "data/conditions", "data/paths", "data/kernels", "data/selftests",
+                   "data/workloads")
+ARCHIVE_LEFT_OUT = {"data/programs": "the real programs' runs, 46 MB: in the repository only"}
 
 
 def archive(out: Path, root: Path | None = None) -> str:
@@ -248,8 +254,9 @@ def build_info(executed: Path, traces: Path | None = None, data: Path | None = N
     if arc.is_file():
         sha = hashlib.sha256(arc.read_bytes()).hexdigest()
         lines.append(f"- the data set as one archive: {{download}}`{ARCHIVE} <{ARCHIVE}>` "
-                     f"({arc.stat().st_size / 1e6:,.1f} MB: {', '.join(ARCHIVE_MEMBERS)}), "
-                     f"sha256 `{sha}`")
+                     f"({arc.stat().st_size / 1e6:,.1f} MB: {', '.join(ARCHIVE_MEMBERS)}; "
+                     f"left out: " + "; ".join(f"{k} ({v})" for k, v in ARCHIVE_LEFT_OUT.items())
+                     + f"), sha256 `{sha}`")
     lines += ["- notebook parameters (papermill; the defaults unless overridden):", ""]
     for nb in sorted(Path(executed).glob("*.ipynb")):
         params = "; ".join(_parameters(nb)) or "none"
