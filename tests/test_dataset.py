@@ -194,3 +194,12 @@ def test_make_book_verifies_every_run_tree_first():
                     "rmapwalk verify data/programs --scenarios data/workloads",
                     "rmapwalk conditions verify", "rmapwalk paths verify"):
         assert command in r.stdout, r.stdout
+
+
+def test_root_that_is_not_a_folder_is_named(tmp_path):
+    f = tmp_path / "walks.csv"
+    f.write_text("x\n")
+    assert dataset.verify(f) == [f"{f}: a file, expected a data folder"]
+    assert dataset.verify(tmp_path / "absent") == [f"{tmp_path / 'absent'}: no such data folder"]
+    with pytest.raises(dataset.DataIntegrityError, match="a file, expected a data folder"):
+        dataset.runs(f)

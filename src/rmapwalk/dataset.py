@@ -120,12 +120,14 @@ def write_manifest(folder: Path, info: dict) -> Path:
 
 
 def read_manifest(folder: Path) -> dict:
-    """The run's manifest as a dict; DataIntegrityError naming the file if unreadable."""
+    """The manifest of a run or published folder as a dict; DataIntegrityError naming the
+    file if it is missing or unreadable."""
     path = Path(folder) / MANIFEST
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DataIntegrityError([f"{folder}: run folder without {MANIFEST}"]) from None
+        raise DataIntegrityError([f"{folder}: folder without {MANIFEST} (every run folder and "
+                                  f"published data folder has one)"]) from None
     except (OSError, ValueError) as e:
         raise DataIntegrityError([f"{path}: unreadable manifest: {e}"]) from None
     if not isinstance(doc, dict):
@@ -359,6 +361,11 @@ def _default_plan(root: Path) -> Path | None:
 _UNSET = object()
 
 
+def _not_a_folder(root: Path) -> str:
+    return (f"{root}: a file, expected a data folder" if root.exists()
+            else f"{root}: no such data folder")
+
+
 def verify(root: str | Path | None = None, *, scenarios: str | Path | None = _UNSET,
            plan: str | Path | None = _UNSET) -> list[str]:
     """Every problem of the tree ``root`` (default data/traces), each naming its file:
@@ -367,7 +374,7 @@ def verify(root: str | Path | None = None, *, scenarios: str | Path | None = _UN
     declared data set (``plan``, default: see :func:`_default_plan`; None skips)."""
     root = Path(root) if root is not None else paths.TRACES
     if not root.is_dir():
-        return [f"{root}: no such data folder"]
+        return [_not_a_folder(root)]
     scenarios = paths.SCENARIOS if scenarios is _UNSET else scenarios
     plan = _default_plan(root) if plan is _UNSET else plan
     kl = kernel_list.load()
@@ -391,7 +398,7 @@ def runs(root: str | Path | None = None, *, scenario: str | None = None,
     ``include_unverified``: then every run is returned with its ``problems``."""
     root = Path(root) if root is not None else paths.TRACES
     if not root.is_dir():
-        raise DataIntegrityError([f"{root}: no such data folder"])
+        raise DataIntegrityError([_not_a_folder(root)])
     scenarios = paths.SCENARIOS if scenarios is _UNSET else scenarios
     plan = _default_plan(root) if plan is _UNSET else plan
     kl = kernel_list.load()
