@@ -189,6 +189,24 @@ def test_front_page_first_screen_holds_the_verdict(server, browser):
 
 
 @pytest.mark.slow
+def test_phone_reads_each_verdict_without_scrolling_the_table(server, browser):
+    """At 390 px the verdict table scrolls inside its box; the verdict column (next to the
+    claim) is inside the screen, so each claim's answer is read without scrolling it."""
+    _open(server, browser, FRONT, 390, 844)
+    cells = browser.execute_script(
+        "const t = document.querySelector('#verdict-table table'); if (!t) return null;"
+        "const h = [...t.rows[0].cells].map(c => c.innerText.trim().toLowerCase());"
+        "const k = h.indexOf('verdict'); if (k < 0) return [];"
+        "return [...t.rows].slice(1).map(r => [r.cells[k].innerText,"
+        " r.cells[k].getBoundingClientRect().right]);")
+    width, _ = _viewport(browser)
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert cells, "front page: no verdict column in the verdict table"
+    hidden = [text for text, right in cells if right > width + 1]
+    assert not hidden, f"front page at 390 px: verdicts off-screen (table scrolled): {hidden}"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("chapter", chapters())
 def test_no_sideways_scroll_at_1280(server, browser, chapter):
     _open(server, browser, chapter, 1280, 800)

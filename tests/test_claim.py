@@ -243,7 +243,7 @@ def test_verdict_table_is_short_and_says_each_verdict(th):
              ("seed-benchmark", C.PGOFF): simulated(CLEAN)}
     claims = C.evaluate(walks, pd.DataFrame(), model, {}, **OPTS)
     t = C.verdict_table(claims)
-    assert list(t.columns) == ["claim", "thread", "model", "kernel (VM)", "verdict"]
+    assert list(t.columns) == ["claim", "verdict", "thread", "model", "kernel (VM)"]
     assert list(t["verdict"]) == [c.verdict for c in claims]
     assert t.map(len).to_numpy().max() <= 60, "a verdict cell is too long for the front page"
     md = C.verdict_markdown(claims)

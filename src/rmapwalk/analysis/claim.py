@@ -648,13 +648,14 @@ def summary_table(claims: list[Claim]) -> pd.DataFrame:
 
 def verdict_table(claims: list[Claim]) -> pd.DataFrame:
     """The front page's table: one row per claim, a few words per cell (the claim, the
-    thread's figure, the model's, the kernel's, the verdict); :func:`summary_table` and
+    verdict, then the thread's figure, the model's and the kernel's: the answer beside the
+    claim, where a phone's first screen still shows it); :func:`summary_table` and
     :func:`details_markdown` carry the full numbers."""
-    rows = [{"claim": c.label, "thread": c.thread_short or c.thread_text,
+    rows = [{"claim": c.label, "verdict": c.verdict, "thread": c.thread_short or c.thread_text,
              "model": (c.model.short or c.model.text) if c.model else "not modelled",
-             "kernel (VM)": c.kernel.short or c.kernel.text, "verdict": c.verdict}
+             "kernel (VM)": c.kernel.short or c.kernel.text}
             for c in claims]
-    return pd.DataFrame(rows, columns=["claim", "thread", "model", "kernel (VM)", "verdict"])
+    return pd.DataFrame(rows, columns=["claim", "verdict", "thread", "model", "kernel (VM)"])
 
 
 def markdown_table(table: pd.DataFrame, bold: str | None = None) -> str:
