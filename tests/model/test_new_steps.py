@@ -13,7 +13,6 @@ must refuse the same step with the same errno, after the same walks.
 from __future__ import annotations
 
 import dataclasses
-import csv
 from pathlib import Path
 
 import pytest
@@ -22,21 +21,14 @@ from rmapwalk import kernels, scenario as sc
 from rmapwalk.contract import COLUMNS, SHARED_OUTCOME_COLUMNS
 from rmapwalk.simulate import StepRefused, replay
 
+from .rows import csv_rows, model_rows
+
 HERE = Path(__file__).parent / "steps"
 SCENARIOS = sorted(HERE.glob("*.yaml"))
 # The variants whose walks the fixtures hold (<scenario>.<variant>.walks.csv), each replayed
 # under the model strategy kernel-config/kernels.yaml gives it.
 VARIANTS = sorted({p.name.split(".")[1] for p in HERE.glob("*.walks.csv")})
 STRATEGY = kernels.strategy_of()
-
-
-def _rows(path: Path, cols) -> list[tuple]:
-    with open(path, newline="") as f:
-        return [tuple(r[c] for c in cols) for r in csv.DictReader(f)]
-
-
-def _model(rows: list[dict], cols) -> list[tuple]:
-    return [tuple("" if r[c] is None else str(r[c]) for c in cols) for r in rows]
 
 
 def test_every_new_kind_and_option_is_exercised():
@@ -64,10 +56,10 @@ def test_model_equals_kernel(path, variant):
         # the walks and outcomes before the refused step
         scn = dataclasses.replace(scn, steps=scn.steps[:refused["step"] - 1])
     result = replay(scn, STRATEGY[variant])
-    walks = _rows(HERE / f"{path.stem}.{variant}.walks.csv", COLUMNS)
-    outcomes = _rows(HERE / f"{path.stem}.{variant}.outcomes.csv", SHARED_OUTCOME_COLUMNS)
-    assert _model(result.outcomes, SHARED_OUTCOME_COLUMNS) == outcomes
-    assert _model(result.walks, COLUMNS) == walks
+    walks = csv_rows(HERE / f"{path.stem}.{variant}.walks.csv", COLUMNS)
+    outcomes = csv_rows(HERE / f"{path.stem}.{variant}.outcomes.csv", SHARED_OUTCOME_COLUMNS)
+    assert model_rows(result.outcomes, SHARED_OUTCOME_COLUMNS) == outcomes
+    assert model_rows(result.walks, COLUMNS) == walks
 
 
 def test_a_write_breaks_a_ksm_page():

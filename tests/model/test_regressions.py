@@ -9,29 +9,19 @@ kernel's walks, in order, with the four counters, and every page's outcome (the 
 """
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import pytest
 
 from rmapwalk import dataset, kernels, paths, scenario as sc
 from rmapwalk.contract import COLUMNS, SHARED_OUTCOME_COLUMNS
 from rmapwalk.simulate import replay
 
+from .rows import csv_rows, model_rows
+
 REGRESSIONS = paths.SCENARIOS / "regressions"
 SCENARIOS = sorted(REGRESSIONS.glob("*.yaml"))
 BASE = "6.12"
 VARIANTS = [v for b, v in kernels.load().kernels() if b == BASE]
 STRATEGY = kernels.strategy_of()
-
-
-def _rows(path: Path, cols) -> list[tuple]:
-    with open(path, newline="") as f:
-        return [tuple(r[c] for c in cols) for r in csv.DictReader(f)]
-
-
-def _model(rows: list[dict], cols) -> list[tuple]:
-    return [tuple("" if r[c] is None else str(r[c]) for c in cols) for r in rows]
 
 
 def _run(name: str, variant: str) -> dataset.Run:
@@ -61,7 +51,7 @@ def test_model_equals_kernel(path, variant):
     assert scn.name == path.stem
     run = _run(path.stem, variant)
     result = replay(scn, STRATEGY[variant])
-    walks = _rows(run.folder / "walks.csv", COLUMNS)
-    outcomes = _rows(run.folder / "outcomes.csv", SHARED_OUTCOME_COLUMNS)
-    assert _model(result.outcomes, SHARED_OUTCOME_COLUMNS) == outcomes
-    assert _model(result.walks, COLUMNS) == walks
+    walks = csv_rows(run.folder / "walks.csv", COLUMNS)
+    outcomes = csv_rows(run.folder / "outcomes.csv", SHARED_OUTCOME_COLUMNS)
+    assert model_rows(result.outcomes, SHARED_OUTCOME_COLUMNS) == outcomes
+    assert model_rows(result.walks, COLUMNS) == walks
