@@ -36,3 +36,13 @@ def scenario_path(name_or_path: str | os.PathLike) -> Path:
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
     return scenario_file(str(p))
+
+
+def shown(path: str | os.PathLike, base: str | os.PathLike | None = None) -> str:
+    """``path`` relative to ``base`` (default the repository) when it lies below it, for
+    captions and messages; otherwise as given."""
+    base = Path(ROOT if base is None else base).resolve()
+    try:
+        return str(Path(path).resolve().relative_to(base))
+    except ValueError:
+        return str(path)

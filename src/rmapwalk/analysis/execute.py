@@ -32,6 +32,7 @@ from typing import Any
 
 from papermill.exceptions import PapermillException, PapermillExecutionError
 
+from rmapwalk import paths
 from rmapwalk.outputs import UsageError, check_output_dir
 
 __all__ = ["notebook_parameters", "check_parameters", "parse_value", "output_names",
@@ -48,10 +49,7 @@ class Interrupted(KeyboardInterrupt):
 
 def _shown(path: Path) -> str:
     """``path`` relative to the current folder when it is below it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    return paths.shown(path, Path.cwd())
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, dict]:

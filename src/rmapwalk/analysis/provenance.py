@@ -225,10 +225,6 @@ def verdict(claim_notebook: Path) -> str:
     return (f"{glued(nb, 'verdict_sentence')}\n\n{glued(nb, 'verdict_md')}\n")
 
 
-def _shown(p: Path) -> Path:
-    return p.relative_to(paths.ROOT) if p.is_relative_to(paths.ROOT) else p
-
-
 def build_info(executed: Path, traces: Path | None = None, data: Path | None = None) -> str:
     """Markdown for the provenance appendix: commit, date, data set, the data archive (when
     ``executed`` holds it) and the notebooks' parameters.  Besides the capture runs' digest,
@@ -241,7 +237,7 @@ def build_info(executed: Path, traces: Path | None = None, data: Path | None = N
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     n_runs = len(run_folders(traces))
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    rel = _shown(traces)
+    rel = paths.shown(traces)
     arc = Path(executed) / ARCHIVE
     lines = ["```{admonition} How this book was built", ":class: note", "",
              f"- commit `{commit[:12]}`" + (" with uncommitted changes" if dirty else "")
@@ -249,7 +245,7 @@ def build_info(executed: Path, traces: Path | None = None, data: Path | None = N
              f"- measured data: `{rel}/`, {n_runs} capture runs"
              + (f", data digest `{data_digest(traces)}` (sha256 over every file)"
                 if n_runs else " (none yet: the measurement chapters say so)"),
-             f"- every data file the chapters read: `{_shown(data)}/`, digest "
+             f"- every data file the chapters read: `{paths.shown(data)}/`, digest "
              f"`{dataset.digest(data)}` (sha256 over every file)"]
     if arc.is_file():
         sha = hashlib.sha256(arc.read_bytes()).hexdigest()

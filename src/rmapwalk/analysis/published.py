@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import dataset
+from .. import dataset, paths
 from ..fuzz import campaign as fc
 from . import trust, versions
 
@@ -39,15 +39,8 @@ def check(kernels: Path = versions.KERNELS_ROOT, selftests: Path = versions.SELF
         except (versions.VersionsDataError, OSError, ValueError) as e:
             problems.append(str(e))
         else:
-            ok.append(_shown(folder))
+            ok.append(paths.shown(folder, Path.cwd()))
     return ok, problems
-
-
-def _shown(folder: Path) -> str:
-    try:
-        return str(Path(folder).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(folder)
 
 
 def main(argv: list[str] | None = None) -> int:

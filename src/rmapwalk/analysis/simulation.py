@@ -345,13 +345,7 @@ def threshold_vmas(table: pd.DataFrame, level: float = 0.999) -> int | None:
     return int(hit.index.min()) if len(hit) else None
 
 
-def display_path(path: Path) -> str:
-    """``path`` relative to the repository (for captions), or as given outside it."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(paths.ROOT.resolve()))
-    except ValueError:
-        return str(path)
+display_path = paths.shown   # ``path`` relative to the repository (captions), as notebooks call it
 
 
 def walks_files(scn: sc.Scenario, strategies=STRATEGIES, *, fast: bool = True,
